@@ -1,0 +1,9 @@
+// Umbrella header of flashattn.
+#pragma once
+
+#include "flashattn/dtype.hpp"
+#include "flashattn/error.hpp"
+#include "flashattn/flash_attn.hpp"
+#include "flashattn/params.hpp"
+#include "flashattn/runtime.hpp"
+#include "flashattn/tensor.hpp"

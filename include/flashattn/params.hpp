@@ -1,0 +1,105 @@
+// AttentionParams — the one struct carried from every front-end to every
+// kernel. Plain data: pointers, element strides, sizes, the mask, the
+// features and the outputs. No framework vocabulary below this line.
+#pragma once
+
+#include <cstdint>
+#include <limits>
+
+#include "flashattn/dtype.hpp"
+#include "flashattn/tensor.hpp"
+
+namespace flashattn {
+
+// Where the diagonal of a band mask sits. With d = seqlen_k - seqlen_q, row i
+// of a top-left mask is centred on key i, of a bottom-right mask on key i + d.
+enum class MaskAnchor : std::uint8_t { top_left, bottom_right };
+
+// Row i keeps keys j with  c - left <= j <= c + right,  c = i (+ d).
+// A negative bound is unbounded. No mask: both unbounded. Causal: right = 0.
+struct MaskSpec {
+  MaskAnchor anchor = MaskAnchor::bottom_right;
+  std::int64_t left = -1;
+  std::int64_t right = -1;
+
+  bool unbounded() const { return left < 0 && right < 0; }
+};
+
+// Element strides of a (batch, seqlen, heads, head_dim) tensor; the last
+// dimension is contiguous.
+struct BshdStrides {
+  std::int64_t batch = 0;
+  std::int64_t row = 0;
+  std::int64_t head = 0;
+};
+
+struct AttentionParams {
+  DType dtype = DType::f32;  // of q, k, v and out
+  Device device{};
+
+  // q (batch, seqlen_q, heads_q, head_dim), k (batch, seqlen_k, heads_kv,
+  // head_dim), v (batch, seqlen_k, heads_kv, head_dim_v), out like q with
+  // head_dim_v. Varlen: batch strides are 0 and sequence b starts at row
+  // cu_seqlens_q[b] (cu_seqlens_k[b] for k and v).
+  const void* q = nullptr;
+  const void* k = nullptr;
+  const void* v = nullptr;
+  void* out = nullptr;
+  BshdStrides q_stride, k_stride, v_stride, out_stride;
+
+  std::int64_t batch = 0;
+  std::int64_t heads_q = 0;
+  std::int64_t heads_kv = 0;     // divides heads_q; query head h reads kv head h / (heads_q / heads_kv)
+  std::int64_t seqlen_q = 0;     // varlen: max_seqlen_q
+  std::int64_t seqlen_k = 0;     // varlen: max_seqlen_k
+  std::int64_t head_dim = 0;     // of q and k
+  std::int64_t head_dim_v = 0;   // of v and out
+
+  // Varlen (all null for fixed-length batches). int32, batch + 1 entries from 0.
+  const std::int32_t* cu_seqlens_q = nullptr;
+  const std::int32_t* cu_seqlens_k = nullptr;
+  // Optional (batch,): use only the first seqused_k[b] keys of sequence b;
+  // the mask's bottom-right anchor uses this length.
+  const std::int32_t* seqused_k = nullptr;
+
+  // Score pipeline: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap);
+  // s -= slope * |i + d - j| (alibi); masked pairs drop out of the softmax.
+  float softmax_scale = 1.0f;
+  float softcap = 0.0f;
+  MaskSpec mask{};
+  const float* alibi_slopes = nullptr;    // (batch, heads_q) or (heads_q,), fp32
+  std::int64_t alibi_batch_stride = 0;    // 0 when shared by every batch
+
+  // Dropout of attention weights: probability p of dropping, kept weights
+  // scaled by 1 / (1 - p). The mask is a pure function of
+  // (seed, offset, batch, head, i, j): see src/core/dropout.hpp.
+  float dropout_p = 0.0f;
+  std::uint64_t seed = 0;
+  std::uint64_t offset = 0;
+
+  // Optional outputs.
+  // lse: fp32 natural log of each row's sum of exp(scores). Row i of
+  // sequence b, head h lives at lse[b * lse_batch_stride + h * lse_head_stride
+  // + row_start_q(b) + i]. Rows with no kept key get lse_of_empty_row.
+  float* lse = nullptr;
+  std::int64_t lse_batch_stride = 0;
+  std::int64_t lse_head_stride = 0;
+  float lse_of_empty_row = -std::numeric_limits<float>::infinity();
+
+  // probs (batch, heads_q, seqlen_q, seqlen_k) fp32, contiguous in the key
+  // index: softmax probabilities (before the 1/(1-p) scaling), negated where
+  // dropout dropped them, 0 where masked or outside the sequence. Testing aid.
+  float* probs = nullptr;
+  std::int64_t probs_batch_stride = 0;
+  std::int64_t probs_head_stride = 0;
+  std::int64_t probs_row_stride = 0;
+
+  bool is_varlen() const { return cu_seqlens_q != nullptr; }
+};
+
+// Runs the attention `params` describes on the active backend (runtime.hpp).
+// The params-level entry below the front-ends: params are trusted, not
+// re-validated. Front-ends validate and then call this.
+void run_forward(const AttentionParams& params);
+
+}  // namespace flashattn

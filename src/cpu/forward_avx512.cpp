@@ -1,0 +1,15 @@
+// The CPU forward compiled for the avx512 instruction set.
+// Shared headers first (baseline code), then this ISA's region: see isa_region.hpp.
+#include "cpu/forward_includes.hpp"
+FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_AVX512)
+namespace flashattn::cpu::avx512 {
+
+namespace {  // internal linkage: nothing ISA-specific is visible outside this file
+#include "cpu/vec_avx512.inl"
+#include "cpu/forward_tile_loop.inl"
+}  // namespace
+
+void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles(params, exec); }
+
+}  // namespace flashattn::cpu::avx512
+FLASHATTN_ISA_END

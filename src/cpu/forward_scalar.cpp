@@ -1,0 +1,15 @@
+// The CPU forward compiled for the scalar instruction set.
+// Shared headers first (baseline code), then this ISA's region: see isa_region.hpp.
+#include "cpu/forward_includes.hpp"
+
+namespace flashattn::cpu::scalar {
+
+namespace {  // internal linkage: nothing ISA-specific is visible outside this file
+#include "cpu/vec_scalar.inl"
+#include "cpu/forward_tile_loop.inl"
+}  // namespace
+
+void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles(params, exec); }
+
+}  // namespace flashattn::cpu::scalar
+

@@ -1,0 +1,67 @@
+// Vector layer of the AVX2 + FMA + F16C path: 8 floats.
+// Included inside namespace flashattn::cpu::avx2, within its target region.
+
+struct Vec {
+  using Reg = __m256;
+  static constexpr int kWidth = 8;
+  static Reg zero() { return _mm256_setzero_ps(); }
+  static Reg set1(float x) { return _mm256_set1_ps(x); }
+  static Reg load(const float* p) { return _mm256_loadu_ps(p); }
+  static void store(float* p, Reg x) { _mm256_storeu_ps(p, x); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+  static float reduce_max(Reg x) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+  }
+  static float reduce_add(Reg x) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+  }
+  // exp(x) with ~1 ulp error (Cephes expf polynomial); exactly 0 below -87 and for -inf.
+  static Reg exp(Reg x) {
+    const Reg below = _mm256_cmp_ps(x, set1(-87.0f), _CMP_LT_OQ);
+    const Reg xc = _mm256_min_ps(_mm256_max_ps(x, set1(-87.0f)), set1(88.0f));
+    const Reg n = _mm256_round_ps(_mm256_mul_ps(xc, set1(1.44269504088896341f)),
+                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Reg r = _mm256_fnmadd_ps(n, set1(0.693359375f), xc);
+    r = _mm256_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+    Reg poly = set1(1.9875691500e-4f);
+    poly = fmadd(poly, r, set1(1.3981999507e-3f));
+    poly = fmadd(poly, r, set1(8.3334519073e-3f));
+    poly = fmadd(poly, r, set1(4.1665795894e-2f));
+    poly = fmadd(poly, r, set1(1.6666665459e-1f));
+    poly = fmadd(poly, r, set1(5.0000001201e-1f));
+    poly = fmadd(_mm256_mul_ps(poly, r), r, _mm256_add_ps(r, set1(1.0f)));
+    const __m256i biased = _mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127));
+    const Reg pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(biased, 23));
+    return _mm256_andnot_ps(below, _mm256_mul_ps(poly, pow2n));
+  }
+};
+
+inline void convert_to_f32(const void* src, DType dtype, std::int64_t n, float* dst) {
+  const auto* half = static_cast<const std::uint16_t*>(src);
+  std::int64_t c = 0;
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case DType::bf16:
+      for (; c + 8 <= n; c += 8) {
+        const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(half + c)));
+        _mm256_storeu_ps(dst + c, _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16)));
+      }
+      for (; c < n; ++c) dst[c] = to_float(bfloat16{half[c]});
+      return;
+    default:
+      for (; c + 8 <= n; c += 8) {
+        _mm256_storeu_ps(dst + c, _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(half + c))));
+      }
+      for (; c < n; ++c) dst[c] = to_float(float16{half[c]});
+      return;
+  }
+}

@@ -1,0 +1,56 @@
+// Vector layer of the AVX-512 (F, BW, DQ, VL) path: 16 floats.
+// Included inside namespace flashattn::cpu::avx512, within its target region.
+
+struct Vec {
+  using Reg = __m512;
+  static constexpr int kWidth = 16;
+  static Reg zero() { return _mm512_setzero_ps(); }
+  static Reg set1(float x) { return _mm512_set1_ps(x); }
+  static Reg load(const float* p) { return _mm512_loadu_ps(p); }
+  static void store(float* p, Reg x) { _mm512_storeu_ps(p, x); }
+  static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
+  static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
+  static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
+  static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
+  // exp(x) with ~1 ulp error (Cephes expf polynomial, scalef for 2^n);
+  // exactly 0 below -87 and for -inf.
+  static Reg exp(Reg x) {
+    const __mmask16 below = _mm512_cmp_ps_mask(x, set1(-87.0f), _CMP_LT_OQ);
+    const Reg xc = _mm512_min_ps(_mm512_max_ps(x, set1(-87.0f)), set1(88.0f));
+    const Reg n = _mm512_roundscale_ps(_mm512_mul_ps(xc, set1(1.44269504088896341f)),
+                                       _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    Reg r = _mm512_fnmadd_ps(n, set1(0.693359375f), xc);
+    r = _mm512_fnmadd_ps(n, set1(-2.12194440e-4f), r);
+    Reg poly = set1(1.9875691500e-4f);
+    poly = fmadd(poly, r, set1(1.3981999507e-3f));
+    poly = fmadd(poly, r, set1(8.3334519073e-3f));
+    poly = fmadd(poly, r, set1(4.1665795894e-2f));
+    poly = fmadd(poly, r, set1(1.6666665459e-1f));
+    poly = fmadd(poly, r, set1(5.0000001201e-1f));
+    poly = fmadd(_mm512_mul_ps(poly, r), r, _mm512_add_ps(r, set1(1.0f)));
+    return _mm512_maskz_scalef_ps(static_cast<__mmask16>(~below), poly, n);
+  }
+};
+
+inline void convert_to_f32(const void* src, DType dtype, std::int64_t n, float* dst) {
+  const auto* half = static_cast<const std::uint16_t*>(src);
+  std::int64_t c = 0;
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case DType::bf16:
+      for (; c + 16 <= n; c += 16) {
+        const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + c)));
+        _mm512_storeu_ps(dst + c, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+      }
+      for (; c < n; ++c) dst[c] = to_float(bfloat16{half[c]});
+      return;
+    default:
+      for (; c + 16 <= n; c += 16) {
+        _mm512_storeu_ps(dst + c, _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(half + c))));
+      }
+      for (; c < n; ++c) dst[c] = to_float(float16{half[c]});
+      return;
+  }
+}

@@ -1,0 +1,184 @@
+#include "reference/reference_forward.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+
+#include "core/dropout.hpp"
+#include "core/mask.hpp"
+
+namespace flashattn::reference {
+namespace {
+
+double load(const void* base, DType dtype, std::int64_t index) {
+  switch (dtype) {
+    case DType::f32: return static_cast<const float*>(base)[index];
+    case DType::f64: return static_cast<const double*>(base)[index];
+    case DType::bf16: return to_float(static_cast<const bfloat16*>(base)[index]);
+    case DType::f16: return to_float(static_cast<const float16*>(base)[index]);
+    default: return 0.0;
+  }
+}
+
+void store(void* base, DType dtype, std::int64_t index, double x) {
+  switch (dtype) {
+    case DType::f32: static_cast<float*>(base)[index] = static_cast<float>(x); break;
+    case DType::f64: static_cast<double*>(base)[index] = x; break;
+    case DType::bf16: static_cast<bfloat16*>(base)[index] = to_bfloat16(static_cast<float>(x)); break;
+    case DType::f16: static_cast<float16*>(base)[index] = to_float16(static_cast<float>(x)); break;
+    default: break;
+  }
+}
+
+// Rounds an intermediate value to the emulated precision.
+double round_to(DType precision, double x) {
+  switch (precision) {
+    case DType::f32: return static_cast<float>(x);
+    case DType::bf16: return to_float(to_bfloat16(static_cast<float>(x)));
+    case DType::f16: return to_float(to_float16(static_cast<float>(x)));
+    default: return x;
+  }
+}
+
+// Where sequence b lives (re-derived here, independent of the kernels).
+struct Extent {
+  std::int64_t q_start, k_start, seqlen_q, seqlen_k;
+  std::int64_t result_row;  // first row of this sequence in ReferenceOutput
+};
+
+Extent extent_of(const AttentionParams& p, std::int64_t b) {
+  if (p.cu_seqlens_q == nullptr) {
+    return {0, 0, p.seqlen_q, p.seqused_k ? p.seqused_k[b] : p.seqlen_k, b * p.seqlen_q};
+  }
+  const std::int64_t qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
+  return {qs, ks, p.cu_seqlens_q[b + 1] - qs, p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - ks, qs};
+}
+
+std::int64_t total_rows(const AttentionParams& p) {
+  return p.cu_seqlens_q ? p.cu_seqlens_q[p.batch] : p.batch * p.seqlen_q;
+}
+
+// One (batch, head, row) of naive attention with accumulator type Acc.
+template <typename Acc>
+void attend_row(const AttentionParams& p, DType precision, std::int64_t b, std::int64_t h, std::int64_t i,
+                const Extent& e, std::vector<double>& scores, ReferenceOutput& result) {
+  const std::int64_t hk = h / (p.heads_q / p.heads_kv);
+  const std::int64_t row = e.q_start + i;  // in memory
+  const std::int64_t result_row = e.result_row + i;
+  const double neg_inf = -std::numeric_limits<double>::infinity();
+  const std::int64_t q_at = b * p.q_stride.batch + row * p.q_stride.row + h * p.q_stride.head;
+  const double slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0;
+
+  scores.assign(e.seqlen_k, neg_inf);
+  double row_max = neg_inf;
+  for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
+    if (!core::is_kept(p.mask, i, j, e.seqlen_q, e.seqlen_k)) continue;
+    const std::int64_t k_at = b * p.k_stride.batch + (e.k_start + j) * p.k_stride.row + hk * p.k_stride.head;
+    Acc dot = 0;
+    for (std::int64_t c = 0; c < p.head_dim; ++c) {
+      dot += static_cast<Acc>(load(p.q, p.dtype, q_at + c)) * static_cast<Acc>(load(p.k, p.dtype, k_at + c));
+    }
+    double s = round_to(precision, static_cast<double>(dot) * p.softmax_scale);
+    if (p.softcap > 0) s = round_to(precision, p.softcap * std::tanh(s / p.softcap));
+    if (p.alibi_slopes) {
+      const double dist = std::abs(static_cast<double>(i + e.seqlen_k - e.seqlen_q - j));
+      s = round_to(precision, s - slope * dist);
+    }
+    scores[j] = s;
+    row_max = std::max(row_max, s);
+  }
+
+  double* out_row = &result.out[(result_row * p.heads_q + h) * p.head_dim_v];
+  double& lse = result.lse[h * result.rows + result_row];
+  if (row_max == neg_inf) {  // no kept key: output 0, lse -inf
+    std::fill(out_row, out_row + p.head_dim_v, 0.0);
+    lse = neg_inf;
+    return;
+  }
+  Acc sum = 0;
+  for (std::int64_t j = 0; j < e.seqlen_k; ++j) sum += static_cast<Acc>(std::exp(scores[j] - row_max));
+  lse = row_max + std::log(static_cast<double>(sum));
+
+  const core::DropoutStream dropout =
+      core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, h, p.heads_q);
+  const double keep_scale = 1.0 / (1.0 - p.dropout_p);
+  std::vector<Acc> acc(p.head_dim_v, Acc(0));
+  for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
+    if (scores[j] == neg_inf) continue;
+    double prob = round_to(precision, std::exp(scores[j] - row_max) / static_cast<double>(sum));
+    const bool dropped = p.dropout_p > 0 && dropout.dropped(i, j);
+    if (p.probs) {
+      result.probs[((b * p.heads_q + h) * p.seqlen_q + i) * p.seqlen_k + j] = dropped ? -prob : prob;
+    }
+    if (dropped) continue;
+    if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
+    const std::int64_t v_at = b * p.v_stride.batch + (e.k_start + j) * p.v_stride.row + hk * p.v_stride.head;
+    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+      acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
+    }
+  }
+  for (std::int64_t c = 0; c < p.head_dim_v; ++c) out_row[c] = round_to(precision, static_cast<double>(acc[c]));
+}
+
+}  // namespace
+
+ReferenceOutput reference_forward(const AttentionParams& p, DType precision) {
+  ReferenceOutput result;
+  result.rows = total_rows(p);
+  result.out.assign(result.rows * p.heads_q * p.head_dim_v, 0.0);
+  result.lse.assign(p.heads_q * result.rows, -std::numeric_limits<double>::infinity());
+  if (p.probs) result.probs.assign(p.batch * p.heads_q * p.seqlen_q * p.seqlen_k, 0.0);
+
+#pragma omp parallel
+  {
+    std::vector<double> scores;
+#pragma omp for collapse(2) schedule(dynamic)
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      for (std::int64_t h = 0; h < p.heads_q; ++h) {
+        const Extent e = extent_of(p, b);
+        for (std::int64_t i = 0; i < e.seqlen_q; ++i) {
+          if (precision == DType::f64) {
+            attend_row<double>(p, precision, b, h, i, e, scores, result);
+          } else {
+            attend_row<float>(p, precision, b, h, i, e, scores, result);
+          }
+        }
+      }
+    }
+  }
+  return result;
+}
+
+void reference_backend_forward(const AttentionParams& p) {
+  const ReferenceOutput r = reference_forward(p, DType::f64);
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const Extent e = extent_of(p, b);
+    for (std::int64_t i = 0; i < e.seqlen_q; ++i) {
+      const std::int64_t row = e.q_start + i, result_row = e.result_row + i;
+      for (std::int64_t h = 0; h < p.heads_q; ++h) {
+        const std::int64_t out_at = b * p.out_stride.batch + row * p.out_stride.row + h * p.out_stride.head;
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+          store(p.out, p.dtype, out_at + c, r.out[(result_row * p.heads_q + h) * p.head_dim_v + c]);
+        }
+        if (p.lse) {
+          const double lse = r.lse[h * r.rows + result_row];
+          p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + row] =
+              std::isinf(lse) ? p.lse_of_empty_row : static_cast<float>(lse);
+        }
+      }
+    }
+  }
+  if (!p.probs) return;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (std::int64_t h = 0; h < p.heads_q; ++h) {
+      for (std::int64_t i = 0; i < p.seqlen_q; ++i) {  // rows past a short sequence hold 0
+        for (std::int64_t j = 0; j < p.seqlen_k; ++j) {
+          p.probs[b * p.probs_batch_stride + h * p.probs_head_stride + i * p.probs_row_stride + j] =
+              static_cast<float>(r.probs[((b * p.heads_q + h) * p.seqlen_q + i) * p.seqlen_k + j]);
+        }
+      }
+    }
+  }
+}
+
+}  // namespace flashattn::reference

@@ -1,0 +1,30 @@
+// The fp64 oracle: naive attention over AttentionParams, written for clarity.
+// It shares only the mask predicate and the dropout RNG with the kernels.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "flashattn/params.hpp"
+
+namespace flashattn::reference {
+
+struct ReferenceOutput {
+  std::int64_t rows = 0;      // batch * seqlen_q, or total_q for varlen
+  std::vector<double> out;    // (rows, heads_q, head_dim_v); row r = sequence start + i
+  std::vector<double> lse;    // (heads_q, rows); -inf for rows with no kept key
+  std::vector<double> probs;  // (batch, heads_q, seqlen_q, seqlen_k) when params.probs is set
+};
+
+// precision = f64: the oracle (every step in double).
+// precision = f32 / f16 / bf16: the same naive algorithm as a framework runs it
+// in that precision (fp32 accumulation, each intermediate tensor — scores,
+// probabilities, output — rounded to `precision`). The oracle rule compares a
+// kernel's error with this one's.
+ReferenceOutput reference_forward(const AttentionParams& params, DType precision = DType::f64);
+
+// The `reference` backend: runs reference_forward in f64 and writes
+// params.out (rounded to params.dtype), params.lse and params.probs.
+void reference_backend_forward(const AttentionParams& params);
+
+}  // namespace flashattn::reference

@@ -1,0 +1,45 @@
+// Owned host tensors for tests: random, poisoned, strided views, reading back as double.
+#pragma once
+
+#include <cstdint>
+#include <random>
+#include <vector>
+
+#include "flashattn/tensor.hpp"
+
+namespace flashattn::testing {
+
+class HostTensor {
+ public:
+  HostTensor() = default;
+  // Contiguous (shape) tensor of dtype, filled with `fill`.
+  HostTensor(DType dtype, std::vector<std::int64_t> shape, double fill = 0.0);
+  // Storage of `storage_shape` but viewed through `shape` at the start of
+  // every dimension: a strided (non-contiguous) view when storage_shape is larger.
+  static HostTensor padded(DType dtype, std::vector<std::int64_t> shape, std::vector<std::int64_t> storage_shape,
+                           double fill = 0.0);
+
+  // Fills the viewed elements with N(0, stddev) values from `rng`.
+  void randomize(std::mt19937_64& rng, double stddev = 1.0);
+  void fill(double value);                  // every storage element (poison with NaN)
+  void set(std::int64_t flat, double value);  // flat index in the viewed shape, row-major
+  double get(std::int64_t flat) const;
+  std::int64_t numel() const { return view_.numel(); }
+  // All storage bytes, for "nothing was written" checks.
+  const std::vector<unsigned char>& bytes() const { return storage_; }
+
+  const TensorView& view() const { return view_; }
+  operator const TensorView&() const { return view_; }
+  template <typename T>
+  T* data() const { return static_cast<T*>(view_.data); }
+
+ private:
+  std::int64_t offset_of(std::int64_t flat) const;
+  std::vector<unsigned char> storage_;
+  TensorView view_;
+};
+
+// int32 tensor (n,) from values.
+HostTensor int_tensor(const std::vector<std::int32_t>& values);
+
+}  // namespace flashattn::testing

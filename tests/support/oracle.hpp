@@ -1,0 +1,55 @@
+// The oracle rule of DESIGN.md for the forward:
+//   max |kernel - fp64| <= 2 * max |naive(input precision) - fp64| + floor,
+// floor = unit roundoff of the dtype * max |fp64| (less than one rounding).
+// Also: every output element written (outputs are poisoned with NaN first).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "flashattn/flash_attn.hpp"
+#include "flashattn/params.hpp"
+#include "reference/reference_forward.hpp"
+#include "support/host_tensor.hpp"
+
+namespace flashattn::testing {
+
+double unit_roundoff(DType dtype);
+
+class ForwardOracle {
+ public:
+  // Runs the fp64 reference and the naive algorithm in params.dtype.
+  explicit ForwardOracle(const AttentionParams& params);
+
+  // Reads params.out / params.lse / params.probs as the kernel left them.
+  ::testing::AssertionResult check_out() const;
+  // Finite rows by the oracle rule; empty rows must hold exactly `empty_row_value`.
+  ::testing::AssertionResult check_lse(float empty_row_value) const;
+  ::testing::AssertionResult check_probs() const;
+
+  const reference::ReferenceOutput& exact() const { return exact_; }
+
+ private:
+  double out_at(std::int64_t row, std::int64_t h, std::int64_t c) const;
+  AttentionParams params_;
+  reference::ReferenceOutput exact_, naive_;
+};
+
+// A fixed-length problem with random inputs and NaN-poisoned outputs.
+struct FixedProblem {
+  DType dtype = DType::f32;
+  std::int64_t batch = 1, seqlen_q = 16, seqlen_k = 16, heads = 6, heads_kv = 6, head_dim = 64;
+  bool strided = false;  // q, k, v and out are views into larger buffers
+  double stddev = 1.0;   // of q and k (logit magnitude)
+  HostTensor q, k, v, out, lse;
+
+  void allocate(std::mt19937_64& rng);
+  void poison_outputs();
+  FlashAttnOutputs outputs() const { return {out, lse, {}}; }
+};
+
+std::mt19937_64 test_rng(std::uint64_t salt = 0);
+
+}  // namespace flashattn::testing
