@@ -12,7 +12,9 @@ build: deps
 	cmake --preset release
 	cmake --build --preset release
 
-run: build
+run: deps
+	cmake --preset release
+	cmake --build --preset release --target flashattn_cli
 	./build/release/flashattn bench
 
 test: test-release test-asan

@@ -1,0 +1,263 @@
+// `flashattn bench`: times flashattn::flash_attn on random normal inputs and
+// checks sampled rows of each result against the fp64 reference by the
+// oracle rule (sampled_oracle.hpp). One row per mask configuration.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <iterator>
+#include <limits>
+#include <optional>
+#include <random>
+#include <vector>
+
+#include "bench_report.hpp"
+#include "cli_args.hpp"
+#include "commands.hpp"
+#include "core/mask.hpp"
+#include "flashattn/flashattn.hpp"
+#include "frontends/flash_attn_params.hpp"
+#include "sampled_oracle.hpp"
+
+namespace flashattn::tools {
+namespace {
+
+using cli::CliError;
+
+constexpr std::uint64_t kDropoutSeed = 0x1234;
+constexpr std::uint64_t kInputSeed = 0x5eed;
+constexpr int kSampledRows = 16;
+
+struct BenchOptions {
+  std::int64_t batch = 1, heads = 16, seqlen_q = 2048, seqlen_k = 2048, head_dim = 128;
+  std::int64_t heads_kv = 0;  // 0: = heads
+  DType dtype = DType::f32;
+  bool causal = false;
+  bool has_window = false;
+  WindowSize window{};
+  double softcap = 0, dropout_p = 0;
+  bool alibi = false, json = false;
+  std::int64_t repeat = 5;
+  // Library settings; unset: leave the library's (environment) choice.
+  std::optional<int> threads;
+  std::optional<Isa> isa;
+  std::optional<Backend> backend;
+};
+
+DType parse_dtype(std::string_view text) {
+  for (DType t : {DType::f32, DType::bf16, DType::f16})
+    if (dtype_name(t) == text) return t;
+  throw CliError("--dtype expects f32, bf16 or f16, got '" + std::string(text) + "'");
+}
+
+using Sv = std::string_view;
+
+std::int64_t parse_size(Sv flag, Sv text) { return cli::parse_int(flag, text, 1, std::int64_t{1} << 31); }
+
+void parse_window(BenchOptions& o, Sv flag, Sv text) {
+  const auto [left, right] = cli::parse_int_pair(flag, text, -1);
+  o.window = {left, right};
+  o.has_window = true;
+}
+
+// One bench flag: its name, whether a value follows, and what it sets.
+struct Flag {
+  Sv name;
+  bool takes_value;
+  void (*apply)(BenchOptions& o, Sv flag, Sv value);
+};
+
+// clang-format off
+constexpr Flag kFlags[] = {
+    {"--batch", true, [](BenchOptions& o, Sv f, Sv v) { o.batch = parse_size(f, v); }},
+    {"--heads", true, [](BenchOptions& o, Sv f, Sv v) { o.heads = parse_size(f, v); }},
+    {"--heads-kv", true, [](BenchOptions& o, Sv f, Sv v) { o.heads_kv = parse_size(f, v); }},
+    {"--seqlen-q", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_q = parse_size(f, v); }},
+    {"--seqlen-k", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_k = parse_size(f, v); }},
+    {"--seqlen", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_q = o.seqlen_k = parse_size(f, v); }},
+    {"--head-dim", true, [](BenchOptions& o, Sv f, Sv v) { o.head_dim = parse_size(f, v); }},
+    {"--dtype", true, [](BenchOptions& o, Sv, Sv v) { o.dtype = parse_dtype(v); }},
+    {"--causal", false, [](BenchOptions& o, Sv, Sv) { o.causal = true; }},
+    {"--window", true, parse_window},
+    {"--softcap", true, [](BenchOptions& o, Sv f, Sv v) { o.softcap = cli::parse_double(f, v); }},
+    {"--alibi", false, [](BenchOptions& o, Sv, Sv) { o.alibi = true; }},
+    {"--dropout", true, [](BenchOptions& o, Sv f, Sv v) { o.dropout_p = cli::parse_double(f, v); }},
+    {"--threads", true, [](BenchOptions& o, Sv f, Sv v) { o.threads = int(cli::parse_int(f, v, 0, 4096)); }},
+    {"--isa", true, [](BenchOptions& o, Sv, Sv v) { o.isa = parse_isa(v); }},
+    {"--backend", true, [](BenchOptions& o, Sv, Sv v) { o.backend = parse_backend(v); }},
+    {"--repeat", true, [](BenchOptions& o, Sv f, Sv v) { o.repeat = cli::parse_int(f, v, 1, 1000000); }},
+    {"--json", false, [](BenchOptions& o, Sv, Sv) { o.json = true; }},
+};
+// clang-format on
+
+BenchOptions parse_bench_options(std::span<const std::string_view> args) {
+  BenchOptions o;
+  cli::ArgCursor cursor(args);
+  while (!cursor.done()) {
+    const Sv flag = cursor.next_flag();
+    const auto known =
+        std::find_if(std::begin(kFlags), std::end(kFlags), [&](const Flag& f) { return f.name == flag; });
+    if (known == std::end(kFlags))
+      throw CliError("bench: unknown flag '" + std::string(flag) + "' (see flashattn --help)");
+    known->apply(o, flag, known->takes_value ? cursor.value_of(flag) : Sv{});
+  }
+  if (o.heads_kv == 0) o.heads_kv = o.heads;
+  return o;
+}
+
+// Applies --threads / --isa / --backend to the library (Error when the CPU lacks the ISA).
+void apply_settings(const BenchOptions& o) {
+  if (o.threads) set_num_threads(*o.threads);
+  if (o.isa) set_isa(*o.isa);
+  if (o.backend) set_backend(*o.backend);
+}
+
+// elements of a tensor of `shape`; throws instead of overflowing.
+std::int64_t checked_numel(std::initializer_list<std::int64_t> shape) {
+  std::int64_t n = 1;
+  for (std::int64_t d : shape) {
+    if (__builtin_mul_overflow(n, d, &n)) throw CliError("bench: the tensors are too large to address");
+  }
+  return n;
+}
+
+// Tensors of one problem, reused by every configuration.
+struct Problem {
+  std::vector<std::byte> q, k, v, out;  // q, out (b, sq, h, d); k, v (b, sk, hk, d)
+  std::vector<float> lse;               // (b, h, sq)
+  std::vector<float> slopes;            // (h,) alibi slopes
+  TensorView q_view, k_view, v_view, out_view, lse_view, slopes_view;
+};
+
+// Fills `bytes` (elements of dtype) with N(0, 1) values.
+void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng) {
+  std::normal_distribution<float> normal;
+  const int size = dtype_size(dtype);
+  for (std::size_t at = 0; at < bytes.size(); at += size) {
+    const float x = normal(rng);
+    const std::uint16_t half = dtype == DType::bf16 ? to_bfloat16(x).bits : to_float16(x).bits;
+    std::memcpy(bytes.data() + at, dtype == DType::f32 ? static_cast<const void*>(&x) : &half, size);
+  }
+}
+
+// Refuses sizes this machine cannot hold before touching any memory.
+void check_fits_in_memory(const BenchOptions& o) {
+  const std::int64_t q_numel = checked_numel({o.batch, o.seqlen_q, o.heads, o.head_dim});
+  const std::int64_t kv_numel = checked_numel({o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
+  const std::int64_t lse_numel = checked_numel({o.batch, o.heads, o.seqlen_q});
+  const double bytes = (2.0 * q_numel + 2.0 * kv_numel) * dtype_size(o.dtype) + 4.0 * lse_numel;
+  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
+  if (physical > 0 && bytes > 0.8 * physical) {
+    throw CliError("bench: the tensors need " + std::to_string(static_cast<std::int64_t>(bytes / (1 << 30))) +
+                   " GiB, more than this machine has");
+  }
+}
+
+// Allocated (zero) tensors; randomize_inputs fills q, k and v.
+Problem make_problem(const BenchOptions& o) {
+  check_fits_in_memory(o);
+  const DType t = o.dtype;
+  Problem p;
+  p.q.resize(checked_numel({o.batch, o.seqlen_q, o.heads, o.head_dim}) * dtype_size(t));
+  p.k.resize(checked_numel({o.batch, o.seqlen_k, o.heads_kv, o.head_dim}) * dtype_size(t));
+  p.v.resize(p.k.size());
+  p.out.resize(p.q.size());
+  p.lse.resize(checked_numel({o.batch, o.heads, o.seqlen_q}));
+  for (std::int64_t h = 0; h < o.heads; ++h) p.slopes.push_back(std::exp2(-8.0 * (h + 1) / o.heads));
+  p.q_view = TensorView::contiguous(p.q.data(), t, {o.batch, o.seqlen_q, o.heads, o.head_dim});
+  p.k_view = TensorView::contiguous(p.k.data(), t, {o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
+  p.v_view = TensorView::contiguous(p.v.data(), t, {o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
+  p.out_view = TensorView::contiguous(p.out.data(), t, {o.batch, o.seqlen_q, o.heads, o.head_dim});
+  p.lse_view = TensorView::contiguous(p.lse.data(), DType::f32, {o.batch, o.heads, o.seqlen_q});
+  p.slopes_view = TensorView::contiguous(p.slopes.data(), DType::f32, {o.heads});
+  return p;
+}
+
+// The flash-attn options of one row: no mask flags given means two rows,
+// non-causal and causal.
+std::vector<FlashAttnOptions> configurations(const BenchOptions& o, const Problem& p) {
+  FlashAttnOptions base;
+  base.dropout_p = static_cast<float>(o.dropout_p);
+  base.seed = kDropoutSeed;
+  base.softcap = static_cast<float>(o.softcap);
+  base.window_size = o.window;
+  base.causal = o.causal;
+  if (o.alibi) base.alibi_slopes = p.slopes_view;
+  if (o.causal || o.has_window) return {base};
+  FlashAttnOptions causal = base;
+  causal.causal = true;
+  return {base, causal};
+}
+
+// 2 (D + Dv) FLOPs per kept (i, j) pair: q.k and p.v (= 4 D when Dv = D).
+double forward_flops(const AttentionParams& params) {
+  std::int64_t pairs = 0;
+  for (std::int64_t i = 0; i < params.seqlen_q; ++i) {
+    const core::KeyRange keys = core::kept_keys(params.mask, i, params.seqlen_q, params.seqlen_k);
+    pairs += keys.end - keys.begin;
+  }
+  return 2.0 * static_cast<double>(params.head_dim + params.head_dim_v) * static_cast<double>(pairs) *
+         static_cast<double>(params.batch * params.heads_q);
+}
+
+BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options) {
+  const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
+  // Validates everything, and is exactly what flash_attn runs.
+  const AttentionParams params =
+      frontend::flash_attn_params("flash_attn", p.q_view, p.k_view, p.v_view, outputs, options);
+  // Poison: every run writes the same values, so anything still NaN at the end was never written.
+  std::fill(p.out.begin(), p.out.end(), std::byte{0xff});
+  std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
+  flash_attn(p.q_view, p.k_view, p.v_view, outputs, options);  // warm-up
+  std::vector<double> ms;
+  for (std::int64_t r = 0; r < o.repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    flash_attn(p.q_view, p.k_view, p.v_view, outputs, options);
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());  // the upper median for an even count
+
+  BenchRow row;
+  row.backend = backend_name(active_backend());
+  row.isa = isa_name(active_isa());
+  row.dtype = dtype_name(o.dtype);
+  row.batch = o.batch, row.heads = o.heads, row.heads_kv = o.heads_kv;
+  row.seqlen_q = o.seqlen_q, row.seqlen_k = o.seqlen_k, row.head_dim = o.head_dim;
+  row.causal = options.causal;
+  row.window_left = params.mask.left, row.window_right = params.mask.right;
+  row.softcap = o.softcap, row.dropout_p = o.dropout_p, row.alibi = o.alibi;
+  row.threads = num_threads();
+  row.repeat = static_cast<int>(o.repeat);
+  row.ms = ms[ms.size() / 2];
+  row.gflops = forward_flops(params) / (row.ms * 1e-3) / 1e9;
+  row.verdict = check_rows(params, sample_rows(params, kSampledRows, kInputSeed));
+  return row;
+}
+
+}  // namespace
+
+int run_bench(std::span<const std::string_view> args) {
+  const BenchOptions o = parse_bench_options(args);
+  apply_settings(o);
+  Problem problem = make_problem(o);
+  const std::vector<FlashAttnOptions> configs = configurations(o, problem);
+  for (const FlashAttnOptions& options : configs) {  // reject bad sizes / options before the slow work
+    frontend::flash_attn_params("flash_attn", problem.q_view, problem.k_view, problem.v_view,
+                                {.out = problem.out_view, .softmax_lse = problem.lse_view}, options);
+  }
+  std::mt19937_64 rng(kInputSeed);
+  for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v}) randomize(*input, o.dtype, rng);
+  std::vector<BenchRow> rows;
+  for (const FlashAttnOptions& options : configs) {
+    rows.push_back(run_configuration(o, problem, options));
+    if (o.json) print_json_line(std::cout, rows.back());
+  }
+  if (!o.json) print_table(std::cout, rows);
+  const bool all_ok = std::all_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.verdict.ok; });
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace flashattn::tools

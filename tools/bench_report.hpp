@@ -1,0 +1,34 @@
+// Output of `flashattn bench`: one BenchRow per configuration, printed as an
+// aligned table or as one JSON object per line.
+#pragma once
+
+#include <cstdint>
+#include <ostream>
+#include <span>
+#include <string>
+
+#include "sampled_oracle.hpp"
+
+namespace flashattn::tools {
+
+struct BenchRow {
+  std::string backend, isa, dtype;
+  std::int64_t batch = 0, heads = 0, heads_kv = 0, seqlen_q = 0, seqlen_k = 0, head_dim = 0;
+  bool causal = false;
+  // The band as run (AttentionParams::mask): causal makes window_right 0; -1 = unbounded.
+  std::int64_t window_left = -1, window_right = -1;
+  double softcap = 0, dropout_p = 0;
+  bool alibi = false;
+  int threads = 0, repeat = 0;
+  double ms = 0;      // median of `repeat` runs
+  double gflops = 0;  // kept (i, j) pairs only
+  OracleVerdict verdict;
+};
+
+// Header, one line per row, then one line per failed verdict saying why.
+void print_table(std::ostream& os, std::span<const BenchRow> rows);
+
+// {"mode": "fwd", "backend": ..., "oracle_ok": true} on one line.
+void print_json_line(std::ostream& os, const BenchRow& row);
+
+}  // namespace flashattn::tools

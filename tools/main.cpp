@@ -1,0 +1,94 @@
+// The `flashattn` command line: picks the subcommand, prints usage, and turns
+// every error into one "flashattn: <message>" line on stderr.
+//
+// Exit status: 0 ok; 1 a bench oracle verdict failed (or an unexpected
+// internal error); 2 bad usage or arguments rejected by the library.
+#include <algorithm>
+#include <cstdio>
+#include <exception>
+#include <iostream>
+#include <new>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "cli_args.hpp"
+#include "commands.hpp"
+#include "flashattn/error.hpp"
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: flashattn <command> [flags]
+
+commands:
+  bench   time the forward on random inputs and check it against the fp64 reference
+  info    version, instruction sets, backend and threads
+
+flashattn bench flags (defaults in brackets):
+  --batch B          [1]
+  --heads H          [16]
+  --heads-kv HK      [= H]; must divide H
+  --seqlen-q SQ      [2048]
+  --seqlen-k SK      [2048]
+  --seqlen S         sets both SQ and SK
+  --head-dim D       [128]
+  --dtype T          f32, bf16 or f16 [f32]
+  --causal           bottom-right causal mask
+  --window L,R       bottom-right band, -1 = unbounded side
+                     (without --causal or --window: two rows, non-causal and causal)
+  --softcap C        s = C * tanh(s / C)
+  --alibi            slopes 2^(-8 (h + 1) / H)
+  --dropout P        drop probability, fixed seed
+  --threads N        CPU threads (0 = default)
+  --isa NAME         scalar, avx2 or avx512
+  --backend NAME     cpu or reference
+  --repeat R         timed runs after one warm-up [5]
+  --json             one JSON object per line instead of the table
+
+Each row: median ms, GFLOP/s over kept (i, j) pairs, max abs error of 16
+sampled rows vs the fp64 reference, and the oracle verdict
+(error <= 2 x naive-in-dtype error + unit roundoff x max |ref|).
+Exit status: 0 ok, 1 an oracle verdict failed, 2 bad arguments.
+)";
+
+bool is_help_flag(std::string_view arg) { return arg == "--help" || arg == "-h"; }
+
+// Messages are printed on one line whatever they contain.
+int fail(std::string_view message, int status) {
+  std::string line(message);
+  std::replace(line.begin(), line.end(), '\n', ' ');
+  std::cerr << "flashattn: " << line << '\n';
+  return status;
+}
+
+int dispatch(const std::vector<std::string_view>& args) {
+  if (args.empty()) {
+    std::cerr << kUsage;
+    return 2;
+  }
+  const std::span<const std::string_view> rest(args.begin() + 1, args.end());
+  if (args[0] == "help" || is_help_flag(args[0]) || std::any_of(rest.begin(), rest.end(), is_help_flag)) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (args[0] == "bench") return flashattn::tools::run_bench(rest);
+  if (args[0] == "info") return flashattn::tools::run_info(rest);
+  throw flashattn::cli::CliError("unknown command '" + std::string(args[0]) + "' (commands: bench, info; see --help)");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::vector<std::string_view> args(argv + 1, argv + argc);
+  try {
+    return dispatch(args);
+  } catch (const flashattn::cli::CliError& e) {
+    return fail(e.what(), 2);
+  } catch (const flashattn::Error& e) {
+    return fail(e.what(), 2);
+  } catch (const std::bad_alloc&) {
+    return fail("out of memory", 2);
+  } catch (const std::exception& e) {
+    return fail(e.what(), 1);
+  }
+}

@@ -1,0 +1,191 @@
+// Sampled-row oracle for the bench (see sampled_oracle.hpp for why rows are
+// recomputed here instead of calling reference_forward).
+#include "sampled_oracle.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <random>
+
+#include "core/dropout.hpp"
+#include "core/mask.hpp"
+#include "flashattn/error.hpp"
+
+namespace flashattn::tools {
+namespace {
+
+constexpr double kNegInf = -std::numeric_limits<double>::infinity();
+
+double load(const void* base, DType dtype, std::int64_t index) {
+  switch (dtype) {
+    case DType::f32:
+      return static_cast<const float*>(base)[index];
+    case DType::f64:
+      return static_cast<const double*>(base)[index];
+    case DType::bf16:
+      return to_float(static_cast<const bfloat16*>(base)[index]);
+    case DType::f16:
+      return to_float(static_cast<const float16*>(base)[index]);
+    default:
+      return std::numeric_limits<double>::quiet_NaN();
+  }
+}
+
+// Rounds an intermediate value to the emulated precision.
+double round_to(DType precision, double x) {
+  switch (precision) {
+    case DType::f32:
+      return static_cast<float>(x);
+    case DType::bf16:
+      return to_float(to_bfloat16(static_cast<float>(x)));
+    case DType::f16:
+      return to_float(to_float16(static_cast<float>(x)));
+    default:
+      return x;
+  }
+}
+
+// Same steps, order and rounding as reference_forward's attend_row.
+template <typename Acc>
+NaiveRow attend_row(const AttentionParams& p, DType precision, RowIndex at) {
+  const auto [b, h, i] = at;
+  const std::int64_t hk = h / (p.heads_q / p.heads_kv);
+  const std::int64_t q_at = b * p.q_stride.batch + i * p.q_stride.row + h * p.q_stride.head;
+  const double slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0;
+
+  std::vector<double> scores(p.seqlen_k, kNegInf);  // (seqlen_k,)
+  double row_max = kNegInf;
+  for (std::int64_t j = 0; j < p.seqlen_k; ++j) {
+    if (!core::is_kept(p.mask, i, j, p.seqlen_q, p.seqlen_k)) continue;
+    const std::int64_t k_at = b * p.k_stride.batch + j * p.k_stride.row + hk * p.k_stride.head;
+    Acc dot = 0;
+    for (std::int64_t c = 0; c < p.head_dim; ++c) {
+      dot += static_cast<Acc>(load(p.q, p.dtype, q_at + c)) * static_cast<Acc>(load(p.k, p.dtype, k_at + c));
+    }
+    double s = round_to(precision, static_cast<double>(dot) * p.softmax_scale);
+    if (p.softcap > 0) s = round_to(precision, p.softcap * std::tanh(s / p.softcap));
+    if (p.alibi_slopes) {
+      const double dist = std::abs(static_cast<double>(i + p.seqlen_k - p.seqlen_q - j));
+      s = round_to(precision, s - slope * dist);
+    }
+    scores[j] = s;
+    row_max = std::max(row_max, s);
+  }
+
+  NaiveRow result{std::vector<double>(p.head_dim_v, 0.0), kNegInf};
+  if (row_max == kNegInf) return result;  // no kept key: output 0, lse -inf
+  Acc sum = 0;
+  for (std::int64_t j = 0; j < p.seqlen_k; ++j) sum += static_cast<Acc>(std::exp(scores[j] - row_max));
+  result.lse = row_max + std::log(static_cast<double>(sum));
+
+  const core::DropoutStream dropout = core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, h, p.heads_q);
+  const double keep_scale = 1.0 / (1.0 - p.dropout_p);
+  std::vector<Acc> acc(p.head_dim_v, Acc(0));  // (head_dim_v,)
+  for (std::int64_t j = 0; j < p.seqlen_k; ++j) {
+    if (scores[j] == kNegInf) continue;
+    double prob = round_to(precision, std::exp(scores[j] - row_max) / static_cast<double>(sum));
+    if (p.dropout_p > 0 && dropout.dropped(i, j)) continue;
+    if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
+    const std::int64_t v_at = b * p.v_stride.batch + j * p.v_stride.row + hk * p.v_stride.head;
+    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+      acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
+    }
+  }
+  for (std::int64_t c = 0; c < p.head_dim_v; ++c) result.out[c] = round_to(precision, static_cast<double>(acc[c]));
+  return result;
+}
+
+// True when no element of out (or lse, when present) is NaN.
+bool outputs_written(const AttentionParams& p) {
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (std::int64_t i = 0; i < p.seqlen_q; ++i) {
+      for (std::int64_t h = 0; h < p.heads_q; ++h) {
+        const std::int64_t at = b * p.out_stride.batch + i * p.out_stride.row + h * p.out_stride.head;
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+          if (std::isnan(load(p.out, p.dtype, at + c))) return false;
+        }
+        if (p.lse && std::isnan(p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + i])) return false;
+      }
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+NaiveRow naive_attention_row(const AttentionParams& params, DType precision, RowIndex at) {
+  if (params.is_varlen() || params.seqused_k) throw Error("naive_attention_row: varlen params are not supported");
+  return precision == DType::f64 ? attend_row<double>(params, precision, at) : attend_row<float>(params, precision, at);
+}
+
+std::vector<RowIndex> sample_rows(const AttentionParams& p, int count, std::uint64_t seed) {
+  std::vector<RowIndex> rows;
+  if (count <= 0) return rows;
+  rows.push_back({0, 0, 0});
+  if (count > 1) rows.push_back({p.batch - 1, p.heads_q - 1, p.seqlen_q - 1});
+  std::mt19937_64 rng(seed);
+  auto below = [&](std::int64_t n) { return std::uniform_int_distribution<std::int64_t>(0, n - 1)(rng); };
+  while (static_cast<int>(rows.size()) < count) rows.push_back({below(p.batch), below(p.heads_q), below(p.seqlen_q)});
+  return rows;
+}
+
+double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::bf16:
+      return std::ldexp(1.0, -8);
+    case DType::f16:
+      return std::ldexp(1.0, -11);
+    case DType::f64:
+      return std::ldexp(1.0, -53);
+    default:
+      return std::ldexp(1.0, -24);
+  }
+}
+
+OracleVerdict check_rows(const AttentionParams& p, std::span<const RowIndex> rows) {
+  OracleVerdict v;
+  bool out_nan = false;
+  double max_ref = 0, max_lse = 0, lse_naive_err = 0;
+  for (const RowIndex& at : rows) {
+    const NaiveRow exact = naive_attention_row(p, DType::f64, at);
+    const NaiveRow naive = naive_attention_row(p, p.dtype, at);
+    const std::int64_t out_at = at.batch * p.out_stride.batch + at.row * p.out_stride.row + at.head * p.out_stride.head;
+    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
+      const double got = load(p.out, p.dtype, out_at + c);
+      out_nan |= std::isnan(got);
+      if (!std::isnan(got)) v.max_abs_err = std::max(v.max_abs_err, std::abs(got - exact.out[c]));
+      v.naive_err = std::max(v.naive_err, std::abs(naive.out[c] - exact.out[c]));
+      max_ref = std::max(max_ref, std::abs(exact.out[c]));
+    }
+    if (p.lse) {
+      const float got = p.lse[at.batch * p.lse_batch_stride + at.head * p.lse_head_stride + at.row];
+      if (std::isinf(exact.lse)) {  // empty row: the front-end's marker, exactly
+        if (got != p.lse_of_empty_row) v.failure = "lse of an empty row is not the empty-row marker";
+      } else {
+        const double err = std::isfinite(got) ? std::abs(got - exact.lse) : std::numeric_limits<double>::infinity();
+        v.lse_err = std::max(v.lse_err, err);
+        lse_naive_err = std::max(lse_naive_err, std::abs(naive.lse - exact.lse));
+        max_lse = std::max(max_lse, std::abs(exact.lse));
+      }
+    }
+    ++v.rows_checked;
+  }
+  if (out_nan) v.max_abs_err = std::numeric_limits<double>::quiet_NaN();
+  v.bound = 2 * v.naive_err + unit_roundoff(p.dtype) * max_ref;
+  // lse is fp32 whatever the input dtype: fp32's rounding is its floor (as in tests/support/oracle.cpp).
+  v.lse_bound = 2 * lse_naive_err + unit_roundoff(DType::f32) * std::max(1.0, max_lse) * 4;
+  if (!v.failure.empty()) return v;
+  if (out_nan) {
+    v.failure = "out is NaN (unwritten) on a sampled row";
+  } else if (!(v.max_abs_err <= v.bound)) {
+    v.failure = "out error above the bound";
+  } else if (!(v.lse_err <= v.lse_bound)) {
+    v.failure = "lse error above the bound";
+  } else if (!outputs_written(p)) {
+    v.failure = "out or lse holds NaN (unwritten) outside the sample";
+  }
+  v.ok = v.failure.empty();
+  return v;
+}
+
+}  // namespace flashattn::tools
