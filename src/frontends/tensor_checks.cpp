@@ -1,11 +1,55 @@
 #include "frontends/tensor_checks.hpp"
 
+#include <array>
 #include <sstream>
+#include <utility>
 
 namespace flashattn::frontend {
+namespace {
+
+std::string str(std::int64_t x) { return std::to_string(x); }
+
+// "(shape (2, 5, 4, 8))", or nothing when the rank is out of range: shape_string()
+// would read past the shape array.
+std::string shape_suffix(const TensorView& t) {
+  return t.rank >= 0 && t.rank <= kMaxRank ? " (shape " + t.shape_string() + ")" : std::string();
+}
+
+std::string strides_string(const TensorView& t) {
+  std::ostringstream os;
+  os << '(';
+  for (int d = 0; d < t.rank; ++d) os << (d ? ", " : "") << t.stride[d];
+  if (t.rank == 1) os << ',';
+  os << ')';
+  return os.str();
+}
+
+// False when every element of t has its own address, by a sufficient test:
+// ordered by stride, each dimension steps past everything the smaller ones
+// span. (Exotic interleavings that pass no such ordering count as overlapping.)
+bool self_overlapping(const TensorView& t) {
+  std::array<int, kMaxRank> dims{};
+  int n = 0;
+  for (int d = 0; d < t.rank; ++d) {
+    if (t.shape[d] == 0) return false;  // no elements at all
+    if (t.shape[d] > 1) dims[n++] = d;
+  }
+  for (int i = 1; i < n; ++i)  // insertion sort by stride (std::sort trips GCC 12's -Warray-bounds here)
+    for (int j = i; j > 0 && t.stride[dims[j]] < t.stride[dims[j - 1]]; --j) std::swap(dims[j], dims[j - 1]);
+  std::int64_t span = 0;  // largest offset reachable by the dimensions seen so far
+  for (int i = 0; i < n; ++i) {
+    const int d = dims[i];
+    if (t.stride[d] <= span) return true;
+    span += (t.shape[d] - 1) * t.stride[d];  // fits: tensor() bounded the total span
+  }
+  return false;
+}
+
+}  // namespace
 
 std::string device_string(const Device& d) {
-  return d.type == DeviceType::cpu ? std::string("cpu") : "cuda:" + std::to_string(d.index);
+  if (d.type == DeviceType::cpu) return d.index == 0 ? std::string("cpu") : "cpu:" + std::to_string(d.index);
+  return "cuda:" + std::to_string(d.index);
 }
 
 std::string shape_string(std::initializer_list<std::int64_t> shape) {
@@ -23,39 +67,46 @@ void ArgChecker::fail(const std::string& message) const { throw Error(function_ 
 void ArgChecker::tensor(const TensorView& t, const std::string& name, int rank) const {
   require(t.present(), name + " is missing");
   require(t.data != nullptr, name + " has a null data pointer");
-  require(t.rank == rank, name + " has rank " + std::to_string(t.rank) + ", expected " + std::to_string(rank) +
-                              " " + "(shape " + t.shape_string() + ")");
-  std::int64_t last_offset = 0;
+  require(t.rank == rank, name + " has rank " + str(t.rank) + ", expected " + str(rank) + shape_suffix(t));
+  std::int64_t last_offset = 0, numel = 1;
   for (int d = 0; d < t.rank; ++d) {
-    require(t.shape[d] >= 0, name + " has a negative size " + std::to_string(t.shape[d]) + " in dimension " +
-                                 std::to_string(d));
-    require(t.stride[d] >= 0, name + " has a negative stride " + std::to_string(t.stride[d]) +
-                                  " in dimension " + std::to_string(d));
+    require(t.shape[d] >= 0,
+            name + " has size " + str(t.shape[d]) + " in dimension " + str(d) + ", expected a size >= 0");
+    require(t.stride[d] >= 0,
+            name + " has stride " + str(t.stride[d]) + " in dimension " + str(d) + ", expected a stride >= 0");
     std::int64_t span = 0;
     const bool overflow = t.shape[d] > 0 && (__builtin_mul_overflow(t.shape[d] - 1, t.stride[d], &span) ||
                                              __builtin_add_overflow(last_offset, span, &last_offset));
-    require(!overflow, name + " with shape " + t.shape_string() + " spans more elements than int64 can index");
+    require(!overflow, name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
+                           " spans more elements than int64 can index");
+    require(!__builtin_mul_overflow(numel, t.shape[d], &numel),
+            name + " with shape " + t.shape_string() + " has more elements than int64 can count");
   }
-  std::int64_t bytes = 0;
-  require(!__builtin_mul_overflow(last_offset + 1, dtype_size(t.dtype), &bytes),
-          name + " with shape " + t.shape_string() + " spans more bytes than int64 can index");
+  std::int64_t end = 0, bytes = 0;
+  require(!__builtin_add_overflow(last_offset, 1, &end) && !__builtin_mul_overflow(end, dtype_size(t.dtype), &bytes),
+          name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
+              " spans more bytes than int64 can index");
 }
 
 void ArgChecker::rows_tensor(const TensorView& t, const std::string& name, int rank) const {
   tensor(t, name, rank);
   require(t.stride[rank - 1] == 1 || t.shape[rank - 1] <= 1,
-          name + " must be contiguous in its last dimension, expected stride 1, got " +
-              std::to_string(t.stride[rank - 1]));
+          name + " must be contiguous in its last dimension, expected stride 1, got " + str(t.stride[rank - 1]));
+}
+
+void ArgChecker::output_tensor(const TensorView& t, const std::string& name, int rank) const {
+  rows_tensor(t, name, rank);
+  require(!self_overlapping(t), name + " has overlapping elements (shape " + t.shape_string() + ", strides " +
+                                    strides_string(t) + "), expected every element at its own address");
 }
 
 void ArgChecker::dtype(const TensorView& t, const std::string& name, DType expected) const {
-  require(t.dtype == expected, name + " has dtype " + std::string(dtype_name(t.dtype)) + ", expected " +
-                                   std::string(dtype_name(expected)));
+  require(t.dtype == expected,
+          name + " has dtype " + std::string(dtype_name(t.dtype)) + ", expected " + std::string(dtype_name(expected)));
 }
 
 void ArgChecker::device(const TensorView& t, const std::string& name, const Device& expected) const {
-  require(t.device == expected, name + " is on " + device_string(t.device) + ", expected " +
-                                    device_string(expected));
+  require(t.device == expected, name + " is on " + device_string(t.device) + ", expected " + device_string(expected));
 }
 
 void ArgChecker::shape(const TensorView& t, const std::string& name,
@@ -63,14 +114,14 @@ void ArgChecker::shape(const TensorView& t, const std::string& name,
   bool same = static_cast<int>(expected.size()) == t.rank;
   int d = 0;
   for (std::int64_t s : expected) same = same && t.shape[d++] == s;
-  require(same, name + " has shape " + t.shape_string() + ", expected " + shape_string(expected));
+  require(same, name + " has shape " + (t.rank >= 0 && t.rank <= kMaxRank ? t.shape_string() : "?") + ", expected " +
+                    shape_string(expected));
 }
 
 void ArgChecker::sizes_at_least(const TensorView& t, const std::string& name, std::int64_t min) const {
   for (int d = 0; d < t.rank; ++d) {
-    require(t.shape[d] >= min, name + " has size " + std::to_string(t.shape[d]) + " in dimension " +
-                                   std::to_string(d) + " (shape " + t.shape_string() + "), expected at least " +
-                                   std::to_string(min));
+    require(t.shape[d] >= min, name + " has size " + std::to_string(t.shape[d]) + " in dimension " + std::to_string(d) +
+                                   " (shape " + t.shape_string() + "), expected at least " + std::to_string(min));
   }
 }
 

@@ -20,10 +20,14 @@ class ArgChecker {
     if (!ok) fail(message);
   }
 
-  // Present, non-null data, rank as given, strides >= 0, offsets fit in int64.
+  // Present, non-null data, rank as given, sizes and strides >= 0, element
+  // count, offsets and byte offsets fit in int64.
   void tensor(const TensorView& t, const std::string& name, int rank) const;
   // Like tensor(), and the last dimension is contiguous (stride 1 or size 1).
   void rows_tensor(const TensorView& t, const std::string& name, int rank) const;
+  // Like rows_tensor(), and no two elements share an address (outputs: no
+  // zero or interleaved strides that would make threads race on one element).
+  void output_tensor(const TensorView& t, const std::string& name, int rank) const;
   void dtype(const TensorView& t, const std::string& name, DType expected) const;
   void device(const TensorView& t, const std::string& name, const Device& expected) const;
   void shape(const TensorView& t, const std::string& name, std::initializer_list<std::int64_t> expected) const;
