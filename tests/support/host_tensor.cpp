@@ -75,6 +75,56 @@ double HostTensor::get(std::int64_t flat) const {
   return load(view_.dtype, storage_.data() + offset_of(flat) * dtype_size(view_.dtype));
 }
 
+HostTensor HostTensor::contiguous_copy() const {
+  std::vector<std::int64_t> shape(view_.shape.begin(), view_.shape.begin() + view_.rank);
+  HostTensor t(view_.dtype, shape);
+  const int size = dtype_size(view_.dtype);
+  for (std::int64_t i = 0; i < numel(); ++i)
+    std::memcpy(t.storage_.data() + i * size, storage_.data() + offset_of(i) * size, size);
+  return t;
+}
+
+bool HostTensor::same_bits(const HostTensor& other) const {
+  if (view_.dtype != other.view_.dtype || view_.rank != other.view_.rank) return false;
+  for (int d = 0; d < view_.rank; ++d)
+    if (view_.shape[d] != other.view_.shape[d]) return false;
+  const int size = dtype_size(view_.dtype);
+  for (std::int64_t i = 0; i < numel(); ++i) {
+    if (std::memcmp(storage_.data() + offset_of(i) * size, other.storage_.data() + other.offset_of(i) * size,
+                    size) != 0) {
+      return false;
+    }
+  }
+  return true;
+}
+
+bool HostTensor::outside_view_holds(double value) const {
+  const int size = dtype_size(view_.dtype);
+  std::vector<bool> viewed(storage_.size() / size, false);
+  for (std::int64_t i = 0; i < numel(); ++i) viewed[offset_of(i)] = true;
+  unsigned char want[8];
+  store(view_.dtype, want, value);
+  for (std::size_t e = 0; e < viewed.size(); ++e)
+    if (!viewed[e] && std::memcmp(storage_.data() + e * size, want, size) != 0) return false;
+  return true;
+}
+
+HostTensor stack(const std::vector<const HostTensor*>& parts, int dim) {
+  const TensorView& first = parts.front()->view();
+  std::vector<std::int64_t> shape(first.shape.begin(), first.shape.begin() + first.rank);
+  // Elements of one part, split at `dim`: outer (before) x inner (from dim on).
+  std::int64_t inner = 1;
+  for (int d = dim; d < first.rank; ++d) inner *= first.shape[d];
+  shape.insert(shape.begin() + dim, static_cast<std::int64_t>(parts.size()));
+  HostTensor t(first.dtype, shape);
+  const std::int64_t n = static_cast<std::int64_t>(parts.size());
+  for (std::int64_t part = 0; part < n; ++part) {
+    const HostTensor& src = *parts[part];
+    for (std::int64_t i = 0; i < src.numel(); ++i) t.set((i / inner * n + part) * inner + i % inner, src.get(i));
+  }
+  return t;
+}
+
 HostTensor int_tensor(const std::vector<std::int32_t>& values) {
   HostTensor t(DType::i32, {static_cast<std::int64_t>(values.size())});
   for (std::size_t i = 0; i < values.size(); ++i) t.set(static_cast<std::int64_t>(i), values[i]);

@@ -25,6 +25,14 @@ class HostTensor {
   void set(std::int64_t flat, double value);  // flat index in the viewed shape, row-major
   double get(std::int64_t flat) const;
   std::int64_t numel() const { return view_.numel(); }
+  // A contiguous tensor holding the viewed elements' exact bit patterns.
+  HostTensor contiguous_copy() const;
+  // True when the viewed elements of this and `other` (same dtype and shape)
+  // have identical bit patterns.
+  bool same_bits(const HostTensor& other) const;
+  // True when every storage element outside the view still holds `value`
+  // bit for bit (poison NaN included): nothing was written past the view.
+  bool outside_view_holds(double value) const;
   // All storage bytes, for "nothing was written" checks.
   const std::vector<unsigned char>& bytes() const { return storage_; }
 
@@ -38,6 +46,10 @@ class HostTensor {
   std::vector<unsigned char> storage_;
   TensorView view_;
 };
+
+// Stacks equally shaped tensors along a new dimension `dim` into a
+// contiguous tensor (packed kv / qkv), values copied exactly.
+HostTensor stack(const std::vector<const HostTensor*>& parts, int dim);
 
 // int32 tensor (n,) from values.
 HostTensor int_tensor(const std::vector<std::int32_t>& values);
