@@ -7,9 +7,8 @@
 #include <limits>
 #include <random>
 
-#include "core/dropout.hpp"
-#include "core/mask.hpp"
 #include "flashattn/error.hpp"
+#include "reference/reference_forward.hpp"
 
 namespace flashattn::tools {
 namespace {
@@ -29,70 +28,6 @@ double load(const void* base, DType dtype, std::int64_t index) {
     default:
       return std::numeric_limits<double>::quiet_NaN();
   }
-}
-
-// Rounds an intermediate value to the emulated precision.
-double round_to(DType precision, double x) {
-  switch (precision) {
-    case DType::f32:
-      return static_cast<float>(x);
-    case DType::bf16:
-      return to_float(to_bfloat16(static_cast<float>(x)));
-    case DType::f16:
-      return to_float(to_float16(static_cast<float>(x)));
-    default:
-      return x;
-  }
-}
-
-// Same steps, order and rounding as reference_forward's attend_row.
-template <typename Acc>
-NaiveRow attend_row(const AttentionParams& p, DType precision, RowIndex at) {
-  const auto [b, h, i] = at;
-  const std::int64_t hk = h / (p.heads_q / p.heads_kv);
-  const std::int64_t q_at = b * p.q_stride.batch + i * p.q_stride.row + h * p.q_stride.head;
-  const double slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0;
-
-  std::vector<double> scores(p.seqlen_k, kNegInf);  // (seqlen_k,)
-  double row_max = kNegInf;
-  for (std::int64_t j = 0; j < p.seqlen_k; ++j) {
-    if (!core::is_kept(p.mask, i, j, p.seqlen_q, p.seqlen_k)) continue;
-    const std::int64_t k_at = b * p.k_stride.batch + j * p.k_stride.row + hk * p.k_stride.head;
-    Acc dot = 0;
-    for (std::int64_t c = 0; c < p.head_dim; ++c) {
-      dot += static_cast<Acc>(load(p.q, p.dtype, q_at + c)) * static_cast<Acc>(load(p.k, p.dtype, k_at + c));
-    }
-    double s = round_to(precision, static_cast<double>(dot) * p.softmax_scale);
-    if (p.softcap > 0) s = round_to(precision, p.softcap * std::tanh(s / p.softcap));
-    if (p.alibi_slopes) {
-      const double dist = std::abs(static_cast<double>(i + p.seqlen_k - p.seqlen_q - j));
-      s = round_to(precision, s - slope * dist);
-    }
-    scores[j] = s;
-    row_max = std::max(row_max, s);
-  }
-
-  NaiveRow result{std::vector<double>(p.head_dim_v, 0.0), kNegInf};
-  if (row_max == kNegInf) return result;  // no kept key: output 0, lse -inf
-  Acc sum = 0;
-  for (std::int64_t j = 0; j < p.seqlen_k; ++j) sum += static_cast<Acc>(std::exp(scores[j] - row_max));
-  result.lse = row_max + std::log(static_cast<double>(sum));
-
-  const core::DropoutStream dropout = core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, h, p.heads_q);
-  const double keep_scale = 1.0 / (1.0 - p.dropout_p);
-  std::vector<Acc> acc(p.head_dim_v, Acc(0));  // (head_dim_v,)
-  for (std::int64_t j = 0; j < p.seqlen_k; ++j) {
-    if (scores[j] == kNegInf) continue;
-    double prob = round_to(precision, std::exp(scores[j] - row_max) / static_cast<double>(sum));
-    if (p.dropout_p > 0 && dropout.dropped(i, j)) continue;
-    if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
-    const std::int64_t v_at = b * p.v_stride.batch + j * p.v_stride.row + hk * p.v_stride.head;
-    for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
-      acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
-    }
-  }
-  for (std::int64_t c = 0; c < p.head_dim_v; ++c) result.out[c] = round_to(precision, static_cast<double>(acc[c]));
-  return result;
 }
 
 // True when no element of out (or lse, when present) is NaN.
@@ -115,7 +50,8 @@ bool outputs_written(const AttentionParams& p) {
 
 NaiveRow naive_attention_row(const AttentionParams& params, DType precision, RowIndex at) {
   if (params.is_varlen() || params.seqused_k) throw Error("naive_attention_row: varlen params are not supported");
-  return precision == DType::f64 ? attend_row<double>(params, precision, at) : attend_row<float>(params, precision, at);
+  reference::ReferenceRow row = reference::reference_row(params, precision, at.batch, at.head, at.row);
+  return {std::move(row.out), row.lse};
 }
 
 std::vector<RowIndex> sample_rows(const AttentionParams& p, int count, std::uint64_t seed) {
@@ -127,19 +63,6 @@ std::vector<RowIndex> sample_rows(const AttentionParams& p, int count, std::uint
   auto below = [&](std::int64_t n) { return std::uniform_int_distribution<std::int64_t>(0, n - 1)(rng); };
   while (static_cast<int>(rows.size()) < count) rows.push_back({below(p.batch), below(p.heads_q), below(p.seqlen_q)});
   return rows;
-}
-
-double unit_roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::bf16:
-      return std::ldexp(1.0, -8);
-    case DType::f16:
-      return std::ldexp(1.0, -11);
-    case DType::f64:
-      return std::ldexp(1.0, -53);
-    default:
-      return std::ldexp(1.0, -24);
-  }
 }
 
 OracleVerdict check_rows(const AttentionParams& p, std::span<const RowIndex> rows) {
@@ -171,9 +94,9 @@ OracleVerdict check_rows(const AttentionParams& p, std::span<const RowIndex> row
     ++v.rows_checked;
   }
   if (out_nan) v.max_abs_err = std::numeric_limits<double>::quiet_NaN();
-  v.bound = 2 * v.naive_err + unit_roundoff(p.dtype) * max_ref;
+  v.bound = 2 * v.naive_err + reference::unit_roundoff(p.dtype) * max_ref;
   // lse is fp32 whatever the input dtype: fp32's rounding is its floor (as in tests/support/oracle.cpp).
-  v.lse_bound = 2 * lse_naive_err + unit_roundoff(DType::f32) * std::max(1.0, max_lse) * 4;
+  v.lse_bound = 2 * lse_naive_err + reference::unit_roundoff(DType::f32) * std::max(1.0, max_lse) * 4;
   if (!v.failure.empty()) return v;
   if (out_nan) {
     v.failure = "out is NaN (unwritten) on a sampled row";

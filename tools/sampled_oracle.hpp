@@ -1,15 +1,8 @@
 // The oracle rule of DESIGN.md on a sample of query rows, for the bench.
 //
 // The fp64 reference over a whole S = 2048 problem costs as much as a slow
-// attention run, so the bench checks a few (batch, head, row) triples. A
-// shrunken AttentionParams cannot stand in for one row: the band mask and
-// alibi depend on the row index relative to seqlen_q / seqlen_k, and the
-// dropout bits on the absolute (b, h, i, j). So naive_attention_row() is
-// reference_forward's per-row algorithm (src/reference/reference_forward.cpp,
-// attend_row) restated for one row, sharing the mask predicate and dropout
-// stream from src/core, with the same rounding points for the input
-// precision. tests/tools/test_sampled_oracle.cpp checks it is bit-identical
-// to reference_forward.
+// attention run, so the bench checks a few (batch, head, row) triples with
+// reference::reference_row, the reference's own per-row algorithm.
 #pragma once
 
 #include <cstdint>
@@ -32,16 +25,14 @@ struct NaiveRow {
   double lse = 0;           // -inf when the row keeps no key
 };
 
-// Row `at` of naive attention over fixed-length params (not varlen, no
-// seqused_k). precision f64: the oracle; f32 / f16 / bf16: fp32 accumulation
-// with each intermediate rounded to `precision`, as reference_forward.
+// Row `at` of reference::reference_row over fixed-length params (not varlen,
+// no seqused_k). precision f64: the oracle; f32 / f16 / bf16: the naive
+// algorithm in that precision.
 NaiveRow naive_attention_row(const AttentionParams& params, DType precision, RowIndex at);
 
 // `count` rows: the first and last rows of the problem, then random ones
 // drawn from `seed`.
 std::vector<RowIndex> sample_rows(const AttentionParams& params, int count, std::uint64_t seed);
-
-double unit_roundoff(DType dtype);
 
 struct OracleVerdict {
   std::int64_t rows_checked = 0;

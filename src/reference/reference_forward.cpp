@@ -60,16 +60,14 @@ std::int64_t total_rows(const AttentionParams& p) {
 
 // One (batch, head, row) of naive attention with accumulator type Acc.
 template <typename Acc>
-void attend_row(const AttentionParams& p, DType precision, std::int64_t b, std::int64_t h, std::int64_t i,
-                const Extent& e, std::vector<double>& scores, ReferenceOutput& result) {
+ReferenceRow attend_row(const AttentionParams& p, DType precision, std::int64_t b, std::int64_t h, std::int64_t i) {
+  const Extent e = extent_of(p, b);
   const std::int64_t hk = h / (p.heads_q / p.heads_kv);
-  const std::int64_t row = e.q_start + i;  // in memory
-  const std::int64_t result_row = e.result_row + i;
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  const std::int64_t q_at = b * p.q_stride.batch + row * p.q_stride.row + h * p.q_stride.head;
+  const std::int64_t q_at = b * p.q_stride.batch + (e.q_start + i) * p.q_stride.row + h * p.q_stride.head;
   const double slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0;
 
-  scores.assign(e.seqlen_k, neg_inf);
+  std::vector<double> scores(e.seqlen_k, neg_inf);  // (seqlen_k,)
   double row_max = neg_inf;
   for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
     if (!core::is_kept(p.mask, i, j, e.seqlen_q, e.seqlen_k)) continue;
@@ -88,28 +86,21 @@ void attend_row(const AttentionParams& p, DType precision, std::int64_t b, std::
     row_max = std::max(row_max, s);
   }
 
-  double* out_row = &result.out[(result_row * p.heads_q + h) * p.head_dim_v];
-  double& lse = result.lse[h * result.rows + result_row];
-  if (row_max == neg_inf) {  // no kept key: output 0, lse -inf
-    std::fill(out_row, out_row + p.head_dim_v, 0.0);
-    lse = neg_inf;
-    return;
-  }
+  ReferenceRow row{std::vector<double>(p.head_dim_v, 0.0), neg_inf, {}};
+  if (p.probs) row.probs.assign(e.seqlen_k, 0.0);
+  if (row_max == neg_inf) return row;  // no kept key: output 0, lse -inf
   Acc sum = 0;
   for (std::int64_t j = 0; j < e.seqlen_k; ++j) sum += static_cast<Acc>(std::exp(scores[j] - row_max));
-  lse = row_max + std::log(static_cast<double>(sum));
+  row.lse = row_max + std::log(static_cast<double>(sum));
 
-  const core::DropoutStream dropout =
-      core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, h, p.heads_q);
+  const core::DropoutStream dropout = core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, h, p.heads_q);
   const double keep_scale = 1.0 / (1.0 - p.dropout_p);
-  std::vector<Acc> acc(p.head_dim_v, Acc(0));
+  std::vector<Acc> acc(p.head_dim_v, Acc(0));  // (head_dim_v,)
   for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
     if (scores[j] == neg_inf) continue;
     double prob = round_to(precision, std::exp(scores[j] - row_max) / static_cast<double>(sum));
     const bool dropped = p.dropout_p > 0 && dropout.dropped(i, j);
-    if (p.probs) {
-      result.probs[((b * p.heads_q + h) * p.seqlen_q + i) * p.seqlen_k + j] = dropped ? -prob : prob;
-    }
+    if (p.probs) row.probs[j] = dropped ? -prob : prob;
     if (dropped) continue;
     if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
     const std::int64_t v_at = b * p.v_stride.batch + (e.k_start + j) * p.v_stride.row + hk * p.v_stride.head;
@@ -117,10 +108,26 @@ void attend_row(const AttentionParams& p, DType precision, std::int64_t b, std::
       acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
     }
   }
-  for (std::int64_t c = 0; c < p.head_dim_v; ++c) out_row[c] = round_to(precision, static_cast<double>(acc[c]));
+  for (std::int64_t c = 0; c < p.head_dim_v; ++c) row.out[c] = round_to(precision, static_cast<double>(acc[c]));
+  return row;
 }
 
 }  // namespace
+
+ReferenceRow reference_row(const AttentionParams& p, DType precision, std::int64_t b, std::int64_t h,
+                           std::int64_t i) {
+  return precision == DType::f64 ? attend_row<double>(p, precision, b, h, i)
+                                 : attend_row<float>(p, precision, b, h, i);
+}
+
+double unit_roundoff(DType dtype) {
+  switch (dtype) {
+    case DType::bf16: return std::ldexp(1.0, -8);
+    case DType::f16: return std::ldexp(1.0, -11);
+    case DType::f64: return std::ldexp(1.0, -53);
+    default: return std::ldexp(1.0, -24);
+  }
+}
 
 ReferenceOutput reference_forward(const AttentionParams& p, DType precision) {
   ReferenceOutput result;
@@ -129,19 +136,18 @@ ReferenceOutput reference_forward(const AttentionParams& p, DType precision) {
   result.lse.assign(p.heads_q * result.rows, -std::numeric_limits<double>::infinity());
   if (p.probs) result.probs.assign(p.batch * p.heads_q * p.seqlen_q * p.seqlen_k, 0.0);
 
-#pragma omp parallel
-  {
-    std::vector<double> scores;
-#pragma omp for collapse(2) schedule(dynamic)
-    for (std::int64_t b = 0; b < p.batch; ++b) {
-      for (std::int64_t h = 0; h < p.heads_q; ++h) {
-        const Extent e = extent_of(p, b);
-        for (std::int64_t i = 0; i < e.seqlen_q; ++i) {
-          if (precision == DType::f64) {
-            attend_row<double>(p, precision, b, h, i, e, scores, result);
-          } else {
-            attend_row<float>(p, precision, b, h, i, e, scores, result);
-          }
+#pragma omp parallel for collapse(2) schedule(dynamic)
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (std::int64_t h = 0; h < p.heads_q; ++h) {
+      const Extent e = extent_of(p, b);
+      for (std::int64_t i = 0; i < e.seqlen_q; ++i) {
+        const ReferenceRow row = reference_row(p, precision, b, h, i);
+        const std::int64_t r = e.result_row + i;
+        std::copy(row.out.begin(), row.out.end(), result.out.begin() + (r * p.heads_q + h) * p.head_dim_v);
+        result.lse[h * result.rows + r] = row.lse;
+        if (p.probs) {
+          std::copy(row.probs.begin(), row.probs.end(),
+                    result.probs.begin() + ((b * p.heads_q + h) * p.seqlen_q + i) * p.seqlen_k);
         }
       }
     }

@@ -16,6 +16,19 @@ struct ReferenceOutput {
   std::vector<double> probs;  // (batch, heads_q, seqlen_q, seqlen_k) when params.probs is set
 };
 
+// Row i of sequence b, query head h (fixed or varlen params).
+struct ReferenceRow {
+  std::vector<double> out;    // (head_dim_v,)
+  double lse = 0;             // -inf when the row keeps no key
+  std::vector<double> probs;  // (seqlen_k of sequence b,) when params.probs is set
+};
+ReferenceRow reference_row(const AttentionParams& params, DType precision, std::int64_t b, std::int64_t h,
+                           std::int64_t i);
+
+// Unit roundoff of a dtype (2^-24 f32, 2^-11 f16, 2^-8 bf16, 2^-53 f64):
+// the oracle rule's floor is unit_roundoff(dtype) * max |fp64 result|.
+double unit_roundoff(DType dtype);
+
 // precision = f64: the oracle (every step in double).
 // precision = f32 / f16 / bf16: the same naive algorithm as a framework runs it
 // in that precision (fp32 accumulation, each intermediate tensor — scores,

@@ -6,15 +6,6 @@
 
 namespace flashattn::testing {
 
-double unit_roundoff(DType dtype) {
-  switch (dtype) {
-    case DType::bf16: return std::ldexp(1.0, -8);
-    case DType::f16: return std::ldexp(1.0, -11);
-    case DType::f64: return std::ldexp(1.0, -53);
-    default: return std::ldexp(1.0, -24);
-  }
-}
-
 ForwardOracle::ForwardOracle(const AttentionParams& params)
     : params_(params),
       exact_(reference::reference_forward(params, DType::f64)),

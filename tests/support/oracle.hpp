@@ -16,7 +16,7 @@
 
 namespace flashattn::testing {
 
-double unit_roundoff(DType dtype);
+using reference::unit_roundoff;
 
 class ForwardOracle {
  public:
