@@ -38,7 +38,7 @@ struct OracleVerdict {
   std::int64_t rows_checked = 0;
   double max_abs_err = 0;  // of out on the sampled rows, vs fp64
   double naive_err = 0;    // same naive algorithm in the input precision, vs fp64
-  double bound = 0;        // 2 * naive_err + unit_roundoff(dtype) * max |fp64 out|
+  double bound = 0;        // 2 * naive_err + reference::oracle_floor(dtype, max |fp64 out|)
   double lse_err = 0;
   double lse_bound = 0;
   bool ok = false;

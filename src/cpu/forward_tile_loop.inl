@@ -6,10 +6,10 @@
 // Work item = (batch, query head, tile of q_rows query rows). For each key
 // tile of k_cols keys (aligned to multiples of k_cols, so a row's arithmetic
 // never depends on which rows share its tile or on the thread count):
-//   S = (scale * Q) K^T                  gemm, K packed transposed
+//   S = scale * Q K^T                    gemm, K packed transposed
 //   S = hooks(S): softcap, alibi, mask   mask only on tiles cut by the band
-//   m' = max(m, rowmax S); O *= e^(m - m'); l = l e^(m - m') + rowsum e^(S - m')
-//   P = e^(S - m') with dropped weights zeroed; O += P V
+//   m' = max(m, rowmax S); l = l e^(m - m') + rowsum e^(S - m')
+//   P = e^(S - m') with dropped weights zeroed; O = e^(m - m') O + P V
 // then out = O / l / (1 - p_drop), lse = m + log l.
 
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
@@ -19,8 +19,8 @@ inline std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1
 
 // C (Rows x Cols*kW) (+)= A (Rows x depth) * B (depth x Cols*kW), row-major.
 template <int Rows, int Cols>
-inline void gemm_block(std::int64_t depth, const float* a, std::int64_t lda, const float* b, std::int64_t ldb,
-                       float* c, std::int64_t ldc, bool accumulate) {
+inline void gemm_block(std::int64_t depth, const float* a, std::int64_t lda, const float* b, std::int64_t ldb, float* c,
+                       std::int64_t ldc, bool accumulate) {
   typename Vec::Reg acc[Rows][Cols];
   for (int r = 0; r < Rows; ++r)
     for (int v = 0; v < Cols; ++v) acc[r][v] = accumulate ? Vec::load(c + r * ldc + v * kW) : Vec::zero();
@@ -42,10 +42,17 @@ inline void gemm_rows(std::int64_t rows, std::int64_t depth, const float* a, std
   std::int64_t r = 0;
   for (; r + 4 <= rows; r += 4) gemm_block<4, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
   switch (rows - r) {
-    case 3: gemm_block<3, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate); break;
-    case 2: gemm_block<2, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate); break;
-    case 1: gemm_block<1, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate); break;
-    default: break;
+    case 3:
+      gemm_block<3, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
+      break;
+    case 2:
+      gemm_block<2, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
+      break;
+    case 1:
+      gemm_block<1, Cols>(depth, a + r * lda, lda, b, ldb, c + r * ldc, ldc, accumulate);
+      break;
+    default:
+      break;
   }
 }
 
@@ -62,34 +69,36 @@ class Workspace {
  public:
   Workspace(const TileShape& t, std::int64_t head_dim, std::int64_t head_dim_v)
       : k_pad_(round_up(t.k_cols, kW)), dv_pad_(round_up(head_dim_v, kW)) {
-    const std::int64_t sizes[] = {t.q_rows * head_dim, head_dim * k_pad_, t.k_cols * dv_pad_,
-                                  t.q_rows * k_pad_,   t.q_rows * dv_pad_, t.q_rows,
-                                  t.q_rows,            std::max(head_dim, dv_pad_)};
+    const std::int64_t sizes[] = {
+        t.q_rows * head_dim, head_dim * k_pad_, t.k_cols * dv_pad_, t.q_rows * k_pad_, t.q_rows * dv_pad_,
+        t.q_rows * dv_pad_,  t.q_rows,          t.q_rows,           t.q_rows,          std::max(head_dim, dv_pad_)};
     std::int64_t total = 0;
     for (std::int64_t s : sizes) total += round_up(s, 16);
-    memory_ = static_cast<float*>(::operator new(total * sizeof(float), std::align_val_t{64}));
+    memory_ = static_cast<float*>(::operator new (total * sizeof(float), std::align_val_t{64}));
     float* next = memory_;
-    float** slots[] = {&q, &kt, &v, &s, &o, &row_max, &row_sum, &row};
-    for (int n = 0; n < 8; ++n) {
+    float** slots[] = {&q, &kt, &v, &s, &o, &pv, &row_max, &row_sum, &row_alpha, &row};
+    for (int n = 0; n < 10; ++n) {
       *slots[n] = next;
       next += round_up(sizes[n], 16);
     }
   }
-  ~Workspace() { ::operator delete(memory_, std::align_val_t{64}); }
+  ~Workspace() { ::operator delete (memory_, std::align_val_t{64}); }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
 
   std::int64_t k_pad() const { return k_pad_; }
   std::int64_t dv_pad() const { return dv_pad_; }
 
-  float* q;        // (q_rows, head_dim)   scaled queries
-  float* kt;       // (head_dim, k_pad)    keys, transposed
-  float* v;        // (k_cols, dv_pad)     values
-  float* s;        // (q_rows, k_pad)      scores, then probabilities
-  float* o;        // (q_rows, dv_pad)     unnormalised output
-  float* row_max;  // (q_rows)
-  float* row_sum;  // (q_rows)
-  float* row;      // (max(head_dim, dv_pad)) one converted row
+  float* q;          // (q_rows, head_dim)   queries
+  float* kt;         // (head_dim, k_pad)    keys, transposed
+  float* v;          // (k_cols, dv_pad)     values
+  float* s;          // (q_rows, k_pad)      scores, then probabilities
+  float* o;          // (q_rows, dv_pad)     unnormalised output
+  float* pv;         // (q_rows, dv_pad)     P V of the current key tile
+  float* row_max;    // (q_rows)
+  float* row_sum;    // (q_rows)
+  float* row_alpha;  // (q_rows)          rescale of o for the current key tile
+  float* row;        // (max(head_dim, dv_pad)) one converted row
 
  private:
   std::int64_t k_pad_, dv_pad_;
@@ -142,11 +151,14 @@ inline void score_tile(const TileTask& t, std::int64_t key_begin, std::int64_t n
   const std::int64_t sq = t.seq.seqlen_q, sk = t.seq.seqlen_k;
   pack_k(t, key_begin, n, ws);
   gemm(t.rows, n_pad, p.head_dim, ws.q, p.head_dim, ws.kt, ld, ws.s, ld, false);
-  const bool masked = !core::tile_fully_kept(p.mask, t.row_begin, t.row_begin + t.rows, key_begin,
-                                             key_begin + n, sq, sk);
+  // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
+  const typename Vec::Reg scale = Vec::set1(p.softmax_scale);
+  const bool masked =
+      !core::tile_fully_kept(p.mask, t.row_begin, t.row_begin + t.rows, key_begin, key_begin + n, sq, sk);
   for (std::int64_t r = 0; r < t.rows; ++r) {
     float* s = ws.s + r * ld;
     const std::int64_t i = t.row_begin + r;
+    for (std::int64_t j = 0; j < n_pad; j += kW) Vec::store(s + j, Vec::mul(scale, Vec::load(s + j)));
     if (p.softcap > 0) {
       for (std::int64_t j = 0; j < n; ++j) s[j] = p.softcap * std::tanh(s[j] / p.softcap);
     }
@@ -171,8 +183,8 @@ inline void score_tile(const TileTask& t, std::int64_t key_begin, std::int64_t n
 }
 
 // Zeroes the dropped weights of row i in p[0, n) (key_begin is a multiple of 4).
-inline void apply_dropout(const core::DropoutStream& dropout, std::int64_t i, std::int64_t key_begin,
-                          std::int64_t n, float* prob) {
+inline void apply_dropout(const core::DropoutStream& dropout, std::int64_t i, std::int64_t key_begin, std::int64_t n,
+                          float* prob) {
   for (std::int64_t j = 0; j < n; j += 4) {
     const unsigned bits = dropout.dropped_bits(i, (key_begin + j) >> 2);
     for (std::int64_t k = 0; k < 4 && j + k < n; ++k)
@@ -180,22 +192,22 @@ inline void apply_dropout(const core::DropoutStream& dropout, std::int64_t i, st
   }
 }
 
-// Online-softmax step for one row: rescales o and the running sum, turns
-// scores into unnormalised probabilities. Returns false when nothing is kept yet.
-inline bool softmax_step(float* s, std::int64_t n_pad, float& row_max, float& row_sum, float* o,
-                         std::int64_t dv_pad) {
+// Online-softmax step for one row: turns scores into unnormalised
+// probabilities, updates the running max and sum, and returns the factor
+// alpha = e^(old max - new max) by which the row's output must be rescaled
+// (exactly 1 when the max did not move, so skipped tiles change nothing).
+inline float softmax_step(float* s, std::int64_t n_pad, float& row_max, float& row_sum) {
   typename Vec::Reg mx = Vec::set1(kNegInf);
   for (std::int64_t j = 0; j < n_pad; j += kW) mx = Vec::max(mx, Vec::load(s + j));
   const float new_max = std::max(row_max, Vec::reduce_max(mx));
-  if (new_max == kNegInf) {
+  if (new_max == kNegInf) {  // nothing kept yet: P = 0
     for (std::int64_t j = 0; j < n_pad; ++j) s[j] = 0.0f;
-    return false;
+    return 1.0f;
   }
+  float alpha = 1.0f;
   if (new_max != row_max) {
-    const float alpha = std::exp(row_max - new_max);
+    alpha = std::exp(row_max - new_max);
     row_sum *= alpha;
-    const typename Vec::Reg va = Vec::set1(alpha);
-    for (std::int64_t c = 0; c < dv_pad; c += kW) Vec::store(o + c, Vec::mul(va, Vec::load(o + c)));
     row_max = new_max;
   }
   const typename Vec::Reg shift = Vec::set1(-new_max);
@@ -206,12 +218,23 @@ inline bool softmax_step(float* s, std::int64_t n_pad, float& row_max, float& ro
     sum = Vec::add(sum, e);
   }
   row_sum += Vec::reduce_add(sum);
-  return true;
+  return alpha;
+}
+
+// o = alpha o + pv: the tile's P V is summed on its own first (blocked
+// summation), which keeps the fp32 error below the naive running sum's.
+inline void merge_tile_output(float alpha, const float* pv, std::int64_t dv_pad, float* o) {
+  const typename Vec::Reg va = Vec::set1(alpha);
+  for (std::int64_t c = 0; c < dv_pad; c += kW) {
+    Vec::store(o + c, Vec::fmadd(va, Vec::load(o + c), Vec::load(pv + c)));
+  }
 }
 
 inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {
   switch (dtype) {
-    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); break;
+    case DType::f32:
+      std::memcpy(dst, src, n * sizeof(float));
+      break;
     case DType::bf16:
       for (std::int64_t c = 0; c < n; ++c) static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]);
       break;
@@ -250,7 +273,6 @@ inline void attend_tile(const TileTask& t, const TileShape& tiles, Workspace& ws
     const std::int64_t at = core::element_offset(p.q_stride, t.b, t.seq.q_start + t.row_begin + r, t.h);
     float* q = ws.q + r * p.head_dim;
     convert_to_f32(element_at(p.q, p.dtype, at), p.dtype, p.head_dim, q);
-    for (std::int64_t c = 0; c < p.head_dim; ++c) q[c] *= p.softmax_scale;
     ws.row_max[r] = kNegInf;
     ws.row_sum[r] = 0.0f;
     for (std::int64_t c = 0; c < ld_o; ++c) ws.o[r * ld_o + c] = 0.0f;
@@ -262,13 +284,13 @@ inline void attend_tile(const TileTask& t, const TileShape& tiles, Workspace& ws
     score_tile(t, kb, n, ws);
     for (std::int64_t r = 0; r < t.rows; ++r) {
       float* s = ws.s + r * ld_s;
-      if (softmax_step(s, round_up(n, kW), ws.row_max[r], ws.row_sum[r], ws.o + r * ld_o, ld_o) &&
-          p.dropout_p > 0) {
-        apply_dropout(t.dropout, t.row_begin + r, kb, n, s);
-      }
+      ws.row_alpha[r] = softmax_step(s, round_up(n, kW), ws.row_max[r], ws.row_sum[r]);
+      if (p.dropout_p > 0 && ws.row_max[r] != kNegInf) apply_dropout(t.dropout, t.row_begin + r, kb, n, s);
     }
     pack_v(t, kb, n, ws);
-    gemm(t.rows, ld_o, n, ws.s, ld_s, ws.v, ld_o, ws.o, ld_o, true);
+    gemm(t.rows, ld_o, n, ws.s, ld_s, ws.v, ld_o, ws.pv, ld_o, false);
+    for (std::int64_t r = 0; r < t.rows; ++r)
+      merge_tile_output(ws.row_alpha[r], ws.pv + r * ld_o, ld_o, ws.o + r * ld_o);
   }
 
   // out = O * (keep_scale / l) with one rounding: in float, keep_scale, the

@@ -60,7 +60,7 @@ namespace {
       }
     }
   }
-  return verdict("out", err, naive_err, unit_roundoff(p.dtype) * max_ref, 2.0);
+  return verdict("out", err, naive_err, reference::oracle_floor(p.dtype, max_ref), 2.0);
 }
 
 ::testing::AssertionResult ForwardOracle::check_lse(float empty_row_value) const {

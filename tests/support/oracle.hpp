@@ -1,6 +1,6 @@
 // The oracle rule of DESIGN.md for the forward:
 //   max |kernel - fp64| <= 2 * max |naive(input precision) - fp64| + floor,
-// floor = unit roundoff of the dtype * max |fp64| (less than one rounding).
+// floor = reference::oracle_floor (one ulp of the output's magnitude).
 // Also: every output element written (outputs are poisoned with NaN first).
 #pragma once
 
