@@ -8,6 +8,7 @@
 //   q (b, sq, h, d), k (b, sk, hk, d), v (b, sk, hk, d), h % hk == 0
 //   kv (b, sk, 2, hk, d), qkv (b, s, 3, h, d)
 //   varlen: q (total_q, h, d), k/v (total_k, hk, d), cu_seqlens int32 (b + 1,)
+//   varlen packed: kv (total_k, 2, hk, d), qkv (total, 3, h, d)
 //   out like q; softmax_lse fp32 (b, h, sq), varlen (h, total_q)
 //   attn_probs fp32 (b, h, sq, sk), varlen (b, h, max_seqlen_q, max_seqlen_k)
 // q, k, v and out share one dtype: f32, f16 or bf16; head dims 1..256.
