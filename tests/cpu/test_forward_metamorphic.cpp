@@ -92,8 +92,7 @@ TEST_F(ForwardMetamorphic, BatchEqualsSequencesOneAtATime) {
       apply(f, batch);
       batch.allocate(rng);
       const std::int64_t sequences = f.dropout > 0 ? 1 : batch.batch;
-      for (Isa isa : supported_isas()) {
-        set_isa(isa);
+      for_each_isa([&](Isa isa) {
         batch.poison_outputs();
         batch.run();
         for (std::int64_t b = 0; b < sequences; ++b) {
@@ -116,7 +115,7 @@ TEST_F(ForwardMetamorphic, BatchEqualsSequencesOneAtATime) {
           EXPECT_TRUE(same_values(batch.out, b * one.seqlen_q * q_row, one.out, 0, one.seqlen_q * q_row, "out"));
           EXPECT_TRUE(same_values(batch.lse, b * one.heads * one.seqlen_q, one.lse, 0, one.heads * one.seqlen_q, "lse"));
         }
-      }
+      });
     }
   }
 }
@@ -155,9 +154,8 @@ TEST_F(ForwardMetamorphic, VarlenEqualsPaddedFixedLength) {
       copy_rows(varlen.v, b * sk, fixed.v, b * sk, sk, k_row);
       start += lens_q[b];
     }
-    for (Isa isa : supported_isas()) {
+    for_each_isa([&](Isa isa) {
       SCOPED_TRACE(isa_string(isa) + (f.dropout > 0 ? " softcap dropout" : ""));
-      set_isa(isa);
       varlen.poison_outputs();
       fixed.poison_outputs();
       varlen.run();
@@ -173,7 +171,7 @@ TEST_F(ForwardMetamorphic, VarlenEqualsPaddedFixedLength) {
         }
         start += lens_q[b];
       }
-    }
+    });
   }
 }
 
@@ -210,16 +208,15 @@ TEST_F(ForwardMetamorphic, SequsedOverPaddedStorageEqualsPackedVarlen) {
     copy_rows(packed.v, k_start, padded.v, b * max_k, lens_k[b], k_row);
     k_start += lens_k[b];
   }
-  for (Isa isa : supported_isas()) {
+  for_each_isa([&](Isa isa) {
     SCOPED_TRACE(isa_string(isa));
-    set_isa(isa);
     packed.poison_outputs();
     padded.poison_outputs();
     packed.run();
     padded.run();
     EXPECT_TRUE(padded.out.same_bits(packed.out));
     EXPECT_TRUE(padded.lse.same_bits(packed.lse));
-  }
+  });
 }
 
 // set_num_threads(1, 2, 3, 4) changes the query tile height and the work
@@ -251,8 +248,7 @@ TEST_F(ForwardMetamorphic, ThreadCountDoesNotChangeABit) {
     }
     apply(c.f, pr);
     pr.allocate(rng);
-    for (Isa isa : supported_isas()) {
-      set_isa(isa);
+    for_each_isa([&](Isa isa) {
       set_num_threads(1);
       pr.poison_outputs();
       pr.run();
@@ -267,7 +263,7 @@ TEST_F(ForwardMetamorphic, ThreadCountDoesNotChangeABit) {
         EXPECT_TRUE(pr.lse.same_bits(lse));
         EXPECT_TRUE(pr.attn_probs.same_bits(probs));
       }
-    }
+    });
   }
 }
 
@@ -284,9 +280,8 @@ TEST_F(ForwardMetamorphic, RepeatedCallsAreIdentical) {
   pr.options.seed = 1;
   pr.alibi = Alibi::per_head;
   pr.allocate(rng);
-  for (Isa isa : supported_isas()) {
+  for_each_isa([&](Isa isa) {
     SCOPED_TRACE(isa_string(isa));
-    set_isa(isa);
     pr.run();
     const HostTensor out = pr.out.contiguous_copy(), lse = pr.lse.contiguous_copy();
     for (int call = 0; call < 3; ++call) {
@@ -295,7 +290,7 @@ TEST_F(ForwardMetamorphic, RepeatedCallsAreIdentical) {
       EXPECT_TRUE(pr.out.same_bits(out)) << "call " << call;
       EXPECT_TRUE(pr.lse.same_bits(lse)) << "call " << call;
     }
-  }
+  });
 }
 
 }  // namespace

@@ -249,16 +249,15 @@ TEST_P(ForwardOracleGrid, MatchesReferenceOnEveryIsa) {
   configure(c, pr, rng);
   pr.allocate(rng);
   const ForwardOracle oracle(pr.params());
-  for (Isa isa : supported_isas()) {
+  for_each_isa([&](Isa isa) {
     SCOPED_TRACE(isa_name(isa));
-    set_isa(isa);
     pr.poison_outputs();
     pr.run();
     EXPECT_TRUE(oracle.check_out());
     EXPECT_TRUE(oracle.check_lse(kPlusInf));
     if (c.probs) EXPECT_TRUE(oracle.check_probs());
     EXPECT_TRUE(pr.outputs_stay_in_view()) << "an output was written outside its view";
-  }
+  });
 }
 
 INSTANTIATE_TEST_SUITE_P(Grid, ForwardOracleGrid, ::testing::ValuesIn(make_cases()),
@@ -288,9 +287,8 @@ TEST_F(ForwardOracleOnEveryIsa, DropoutKeptFraction) {
   pr.options.offset = 77;
   pr.allocate(rng);
   const ForwardOracle oracle(pr.params());
-  for (Isa isa : supported_isas()) {
+  for_each_isa([&](Isa isa) {
     SCOPED_TRACE(isa_name(isa));
-    set_isa(isa);
     pr.poison_outputs();
     pr.run();
     EXPECT_TRUE(oracle.check_out());
@@ -303,7 +301,7 @@ TEST_F(ForwardOracleOnEveryIsa, DropoutKeptFraction) {
     }
     ASSERT_EQ(kept + dropped, pr.attn_probs.numel());  // no mask: every weight is one or the other
     EXPECT_NEAR(static_cast<double>(kept) / static_cast<double>(kept + dropped), 0.7, 0.01);
-  }
+  });
 }
 
 // Arbitrary fp32 / bf16 inputs with logits ~1e4 (stddev 100 on q and k): no
@@ -327,10 +325,9 @@ TEST_F(ForwardOracleOnEveryIsa, LargeFloatLogitsStayFiniteAndConvex) {
       for (std::int64_t e = 0; e < pr.v.numel(); ++e)
         v_max[e % v_max.size()] = std::max(v_max[e % v_max.size()], std::abs(pr.v.get(e)));
       const std::int64_t group = pr.heads / pr.heads_kv, empty_rows = pr.seqlen_q - pr.seqlen_k;
-      for (Isa isa : supported_isas()) {
+      for_each_isa([&](Isa isa) {
         SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::string(dtype_name(dtype)) +
                      (softcap > 0 ? " softcap" : ""));
-        set_isa(isa);
         pr.poison_outputs();
         pr.run();
         std::int64_t bad = 0;
@@ -351,7 +348,7 @@ TEST_F(ForwardOracleOnEveryIsa, LargeFloatLogitsStayFiniteAndConvex) {
               ASSERT_TRUE(std::isfinite(lse)) << "h=" << h << " i=" << i;
             }
           }
-      }
+      });
     }
   }
 }
@@ -386,10 +383,9 @@ void expect_packed_equal_unpacked(const PackedCase& c) {
   pr.allocate(rng);
   const HostTensor kv = stack({&pr.k, &pr.v}, c.varlen ? 1 : 2);
   const HostTensor qkv = stack({&pr.q, &pr.k, &pr.v}, c.varlen ? 1 : 2);
-  for (Isa isa : supported_isas()) {
+  for_each_isa([&](Isa isa) {
     SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::string(dtype_name(c.dtype)) + (c.varlen ? " varlen" : "") +
                  (c.causal ? " causal" : ""));
-    set_isa(isa);
     pr.poison_outputs();
     pr.run();
     const HostTensor out = pr.out.contiguous_copy(), lse = pr.lse.contiguous_copy();
@@ -413,7 +409,7 @@ void expect_packed_equal_unpacked(const PackedCase& c) {
       flash_attn_qkvpacked(qkv, pr.outputs(), pr.opts());
       expect_same("flash_attn_qkvpacked");
     }
-  }
+  });
 }
 
 TEST_F(ForwardOracleOnEveryIsa, PackedFormsEqualUnpackedBitwise) {
@@ -435,9 +431,8 @@ TEST_F(ForwardOracleOnEveryIsa, KvpackedWithGroupedHeads) {
     pr.options.window_size = {5, 9};
     pr.allocate(rng);
     const HostTensor kv = stack({&pr.k, &pr.v}, 2);
-    for (Isa isa : supported_isas()) {
+    for_each_isa([&](Isa isa) {
       SCOPED_TRACE(std::string(isa_name(isa)) + " hk=" + std::to_string(hk));
-      set_isa(isa);
       pr.poison_outputs();
       pr.run();
       const HostTensor out = pr.out.contiguous_copy(), lse = pr.lse.contiguous_copy();
@@ -445,7 +440,7 @@ TEST_F(ForwardOracleOnEveryIsa, KvpackedWithGroupedHeads) {
       flash_attn_kvpacked(pr.q, kv, pr.outputs(), pr.opts());
       EXPECT_TRUE(pr.out.same_bits(out));
       EXPECT_TRUE(pr.lse.same_bits(lse));
-    }
+    });
   }
 }
 

@@ -11,6 +11,7 @@
 
 #include "flashattn/flash_attn.hpp"
 #include "flashattn/params.hpp"
+#include "flashattn/runtime.hpp"
 #include "reference/reference_forward.hpp"
 #include "support/host_tensor.hpp"
 
@@ -51,5 +52,16 @@ struct FixedProblem {
 };
 
 std::mt19937_64 test_rng(std::uint64_t salt = 0);
+
+// Runs body(isa) once with each ISA this CPU supports made active (every
+// forward test runs on every ISA), then makes the best one active again.
+template <typename Body>
+void for_each_isa(Body&& body) {
+  for (Isa isa : supported_isas()) {
+    set_isa(isa);
+    body(isa);
+  }
+  set_isa(supported_isas().back());
+}
 
 }  // namespace flashattn::testing
