@@ -40,7 +40,7 @@ flashattn bench flags (defaults in brackets):
   --alibi            slopes 2^(-8 (h + 1) / H)
   --dropout P        drop probability, fixed seed
   --threads N        CPU threads (0 = default)
-  --isa NAME         scalar, avx2 or avx512
+  --isa NAME         scalar, avx2, avx512 or avx512_bf16
   --backend NAME     cpu or reference
   --repeat R         timed runs after one warm-up [5]
   --json             one JSON object per line instead of the table

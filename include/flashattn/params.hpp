@@ -102,4 +102,9 @@ struct AttentionParams {
 // re-validated. Front-ends validate and then call this.
 void run_forward(const AttentionParams& params);
 
+// Bytes of scratch memory run_forward(params) allocates with the current
+// settings (backend, ISA, threads): the CPU forward's per-thread tiles. It
+// does not grow with seqlen_q x seqlen_k.
+std::int64_t forward_workspace_bytes(const AttentionParams& params);
+
 }  // namespace flashattn

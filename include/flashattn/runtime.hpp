@@ -10,14 +10,16 @@
 
 namespace flashattn {
 
-// CPU instruction-set paths, lowest first.
-enum class Isa { scalar, avx2, avx512 };
+// CPU instruction-set paths, lowest first. avx512_bf16 is avx512 plus the
+// AVX512_BF16 dot product (vdpbf16ps), used for bf16 inputs; other dtypes
+// run the avx512 code under it.
+enum class Isa { scalar, avx2, avx512, avx512_bf16 };
 
 enum class Backend { cpu, reference };
 
 std::string_view isa_name(Isa isa);
 std::string_view backend_name(Backend backend);
-// Parses "scalar" / "avx2" / "avx512"; throws Error otherwise.
+// Parses "scalar" / "avx2" / "avx512" / "avx512_bf16"; throws Error otherwise.
 Isa parse_isa(std::string_view name);
 Backend parse_backend(std::string_view name);
 

@@ -10,6 +10,9 @@ namespace {  // internal linkage: nothing ISA-specific is visible outside this f
 }  // namespace
 
 void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles(params, exec); }
+std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
+  return forward_workspace_bytes(params, exec);
+}
 
 }  // namespace flashattn::cpu::scalar
 

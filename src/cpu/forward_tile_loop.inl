@@ -105,6 +105,14 @@ class Workspace {
   float* memory_;
 };
 
+inline std::int64_t forward_workspace_bytes(const AttentionParams& p, const ExecConfig& exec) {
+  const TileShape& t = exec.tiles;
+  const std::int64_t k_pad = round_up(t.k_cols, kW), dv_pad = round_up(p.head_dim_v, kW);
+  const std::int64_t floats = t.q_rows * p.head_dim + p.head_dim * k_pad + t.k_cols * dv_pad + t.q_rows * k_pad +
+                              2 * t.q_rows * dv_pad + 3 * t.q_rows + std::max(p.head_dim, dv_pad) + 10 * 16;
+  return floats * static_cast<std::int64_t>(sizeof(float)) * exec.threads;
+}
+
 // Everything fixed for one work item.
 struct TileTask {
   const AttentionParams* p;

@@ -13,6 +13,7 @@ std::vector<Isa> detect_supported_isas() {
   if (avx2 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
       __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) {
     isas.push_back(Isa::avx512);
+    if (__builtin_cpu_supports("avx512bf16")) isas.push_back(Isa::avx512_bf16);
   }
   return isas;
 }

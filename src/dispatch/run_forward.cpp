@@ -6,20 +6,42 @@
 
 namespace flashattn {
 
+namespace {
+
+cpu::ExecConfig exec_config(const AttentionParams& params) {
+  cpu::ExecConfig exec;
+  exec.threads = num_threads();
+  exec.tiles = cpu::choose_tile_shape(params.head_dim, params.head_dim_v, params.seqlen_q,
+                                      params.batch * params.heads_q, exec.threads);
+  return exec;
+}
+
+}  // namespace
+
 void run_forward(const AttentionParams& params) {
   if (active_backend() == Backend::reference) {
     reference::reference_backend_forward(params);
     return;
   }
-  cpu::ExecConfig exec;
-  exec.threads = num_threads();
-  exec.tiles = cpu::choose_tile_shape(params.head_dim, params.head_dim_v, params.seqlen_q,
-                                      params.batch * params.heads_q, exec.threads);
+  const cpu::ExecConfig exec = exec_config(params);
   switch (active_isa()) {
+    case Isa::avx512_bf16:
     case Isa::avx512: cpu::avx512::forward(params, exec); break;
     case Isa::avx2: cpu::avx2::forward(params, exec); break;
     case Isa::scalar: cpu::scalar::forward(params, exec); break;
   }
+}
+
+std::int64_t forward_workspace_bytes(const AttentionParams& params) {
+  if (active_backend() == Backend::reference) return 0;
+  const cpu::ExecConfig exec = exec_config(params);
+  switch (active_isa()) {
+    case Isa::avx512_bf16:
+    case Isa::avx512: return cpu::avx512::workspace_bytes(params, exec);
+    case Isa::avx2: return cpu::avx2::workspace_bytes(params, exec);
+    case Isa::scalar: break;
+  }
+  return cpu::scalar::workspace_bytes(params, exec);
 }
 
 }  // namespace flashattn

@@ -76,6 +76,7 @@ std::string_view isa_name(Isa isa) {
     case Isa::scalar: return "scalar";
     case Isa::avx2: return "avx2";
     case Isa::avx512: return "avx512";
+    case Isa::avx512_bf16: return "avx512_bf16";
   }
   return "?";
 }
@@ -85,7 +86,7 @@ std::string_view backend_name(Backend backend) { return backend == Backend::cpu 
 Isa parse_isa(std::string_view name) {
   for (Isa isa : compiled_isas())
     if (isa_name(isa) == name) return isa;
-  throw Error("isa: expected one of scalar, avx2, avx512, got '" + std::string(name) + "'");
+  throw Error("isa: expected one of scalar, avx2, avx512, avx512_bf16, got '" + std::string(name) + "'");
 }
 
 Backend parse_backend(std::string_view name) {
@@ -94,7 +95,7 @@ Backend parse_backend(std::string_view name) {
   throw Error("backend: expected cpu or reference, got '" + std::string(name) + "'");
 }
 
-std::vector<Isa> compiled_isas() { return {Isa::scalar, Isa::avx2, Isa::avx512}; }
+std::vector<Isa> compiled_isas() { return {Isa::scalar, Isa::avx2, Isa::avx512, Isa::avx512_bf16}; }
 std::vector<Isa> supported_isas() { return settings().supported; }
 Isa active_isa() { return settings().isa; }
 
