@@ -8,23 +8,23 @@
 
 namespace flashattn::cpu {
 
-// What the dispatcher decided for one call.
+// What the dispatcher decided for one call; each ISA picks its own tile
+// shape (cpu/tile_shape.hpp) from its register blocking.
 struct ExecConfig {
   int threads = 1;
-  TileShape tiles{};
 };
 
-namespace scalar {
-void forward(const AttentionParams& params, const ExecConfig& exec);
-std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);
-}  // namespace scalar
-namespace avx2 {
-void forward(const AttentionParams& params, const ExecConfig& exec);
-std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);
-}  // namespace avx2
-namespace avx512 {
-void forward(const AttentionParams& params, const ExecConfig& exec);
-std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);
-}  // namespace avx512
+#define FLASHATTN_DECLARE_CPU_FORWARD(isa)                                            \
+  namespace isa {                                                                     \
+  void forward(const AttentionParams& params, const ExecConfig& exec);                \
+  std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec); \
+  }
+
+FLASHATTN_DECLARE_CPU_FORWARD(scalar)
+FLASHATTN_DECLARE_CPU_FORWARD(avx2)
+FLASHATTN_DECLARE_CPU_FORWARD(avx512)
+FLASHATTN_DECLARE_CPU_FORWARD(avx512_bf16)  // bf16 inputs with vdpbf16ps; other dtypes run avx512
+
+#undef FLASHATTN_DECLARE_CPU_FORWARD
 
 }  // namespace flashattn::cpu

@@ -6,12 +6,16 @@ namespace flashattn::cpu::avx512 {
 
 namespace {  // internal linkage: nothing ISA-specific is visible outside this file
 #include "cpu/vec_avx512.inl"
+#include "cpu/vec_tanh.inl"
+#include "cpu/micro_kernel.inl"
+#include "cpu/forward_workspace.inl"
 #include "cpu/forward_tile_loop.inl"
 }  // namespace
 
-void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles(params, exec); }
+void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles<F32Math>(params, exec); }
+
 std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
-  return forward_workspace_bytes(params, exec);
+  return workspace_bytes_of<F32Math>(params, exec);
 }
 
 }  // namespace flashattn::cpu::avx512

@@ -1,18 +1,22 @@
-// The CPU forward compiled for the scalar instruction set.
+// The CPU forward compiled for the baseline instruction set (no FMA).
 // Shared headers first (baseline code), then this ISA's region: see isa_region.hpp.
 #include "cpu/forward_includes.hpp"
-
+FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_SCALAR)
 namespace flashattn::cpu::scalar {
 
 namespace {  // internal linkage: nothing ISA-specific is visible outside this file
 #include "cpu/vec_scalar.inl"
+#include "cpu/vec_tanh.inl"
+#include "cpu/micro_kernel.inl"
+#include "cpu/forward_workspace.inl"
 #include "cpu/forward_tile_loop.inl"
 }  // namespace
 
-void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles(params, exec); }
+void forward(const AttentionParams& params, const ExecConfig& exec) { run_forward_tiles<F32Math>(params, exec); }
+
 std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
-  return forward_workspace_bytes(params, exec);
+  return workspace_bytes_of<F32Math>(params, exec);
 }
 
 }  // namespace flashattn::cpu::scalar
-
+FLASHATTN_ISA_END

@@ -24,3 +24,4 @@
 // Target strings of the compiled ISAs (also used by the feature check).
 #define FLASHATTN_TARGET_AVX2 "avx2,fma,f16c"
 #define FLASHATTN_TARGET_AVX512 "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c"
+#define FLASHATTN_TARGET_AVX512_BF16 "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma,f16c,avx512bf16"

@@ -7,26 +7,34 @@
 namespace flashattn::cpu {
 
 struct TileShape {
-  std::int64_t q_rows = 64;   // query rows per work item
+  std::int64_t rows = 192;    // query rows per work item (of each query head in a kv group)
   std::int64_t k_cols = 128;  // keys per inner tile (multiple of 16)
 };
 
-// k_cols keeps the packed K (head_dim x k_cols) and V (k_cols x head_dim_v)
-// tiles within ~256 KiB of the 1 MiB L2 and is a multiple of 16 (whole
-// vectors and whole dropout groups of 4). It depends only on the head dims,
-// never on the thread count, so results are bitwise independent of threads.
-// q_rows starts at 64 and halves (down to 16) while there are fewer than 4
-// work items per thread; it never exceeds seqlen_q rounded up to 4.
+// k_cols keeps the packed K (k_cols x head_dim) and V (k_cols x head_dim_v)
+// tiles within ~128 KiB of the 1 MiB L2, and a lane block's probabilities
+// (k_cols x 48 floats) within L1. It is a multiple of 16 (whole micro-kernel
+// rows, bf16 pairs and dropout groups of 4) and depends only on the head
+// dims, never on the thread count: results are bitwise thread-independent.
+//
+// A work item is `rows` query rows of all `group` query heads sharing one kv
+// head: group * rows lanes, packed once per K/V tile. rows aims at four
+// lane blocks of the ISA (lane_block queries each), then halves while there
+// are fewer than 4 items per thread; it never exceeds seqlen_q.
 inline TileShape choose_tile_shape(std::int64_t head_dim, std::int64_t head_dim_v, std::int64_t seqlen_q,
-                                   std::int64_t batch_heads, int threads) {
-  constexpr std::int64_t kTileBudgetFloats = (256 * 1024) / 4;
+                                   std::int64_t group, std::int64_t batch_heads_kv, int threads,
+                                   std::int64_t lane_block) {
+  constexpr std::int64_t kTileBudgetFloats = (128 * 1024) / 4;
   TileShape t;
-  t.k_cols = std::clamp<std::int64_t>(kTileBudgetFloats / std::max<std::int64_t>(1, head_dim + head_dim_v), 16, 256);
+  t.k_cols = std::clamp<std::int64_t>(kTileBudgetFloats / std::max<std::int64_t>(1, head_dim + head_dim_v), 16, 128);
   t.k_cols -= t.k_cols % 16;
-  t.q_rows = 64;
-  auto items = [&](std::int64_t rows) { return batch_heads * ((seqlen_q + rows - 1) / rows); };
-  while (t.q_rows > 16 && items(t.q_rows) < 4 * static_cast<std::int64_t>(threads)) t.q_rows /= 2;
-  t.q_rows = std::max<std::int64_t>(1, std::min(t.q_rows, (seqlen_q + 3) / 4 * 4));
+  group = std::max<std::int64_t>(1, group);
+  t.rows = std::max<std::int64_t>(1, (4 * lane_block + group - 1) / group);
+  const std::int64_t min_rows = std::max<std::int64_t>(1, (lane_block + group - 1) / group);
+  auto items = [&](std::int64_t rows) { return batch_heads_kv * ((seqlen_q + rows - 1) / rows); };
+  while (t.rows > min_rows && items(t.rows) < 4 * static_cast<std::int64_t>(threads))
+    t.rows = std::max(min_rows, t.rows / 2);
+  t.rows = std::max<std::int64_t>(1, std::min(t.rows, seqlen_q));
   return t;
 }
 

@@ -4,6 +4,10 @@
 struct Vec {
   using Reg = __m256;
   static constexpr int kWidth = 8;
+  // Micro-kernel blocking: 4 rows x 3 vectors = 12 accumulators, 3 B
+  // vectors and one broadcast register: all 16 ymm.
+  static constexpr int kRows = 4;
+  static constexpr int kMaxCols = 3;
   static Reg zero() { return _mm256_setzero_ps(); }
   static Reg set1(float x) { return _mm256_set1_ps(x); }
   static Reg load(const float* p) { return _mm256_loadu_ps(p); }
@@ -11,7 +15,26 @@ struct Vec {
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm256_fmadd_ps(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm256_mul_ps(a, b); }
   static Reg add(Reg a, Reg b) { return _mm256_add_ps(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm256_sub_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm256_max_ps(a, b); }
+  static Reg abs(Reg a) { return _mm256_andnot_ps(set1(-0.0f), a); }
+  static Reg div(Reg a, Reg b) { return _mm256_div_ps(a, b); }
+  static Reg sub_product(Reg s, Reg a, Reg b) { return _mm256_fnmadd_ps(a, b, s); }
+  static Reg neg_inf_to_zero(Reg x) { return _mm256_andnot_ps(_mm256_cmp_ps(x, set1(-INFINITY), _CMP_EQ_OQ), x); }
+  static Reg keep_range(Reg s, const std::int32_t* begin, const std::int32_t* end, std::int32_t j) {
+    const __m256i jv = _mm256_set1_epi32(j);
+    const __m256i b = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(begin));
+    const __m256i e = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(end));
+    const __m256i keep = _mm256_andnot_si256(_mm256_cmpgt_epi32(b, jv), _mm256_cmpgt_epi32(e, jv));
+    return _mm256_blendv_ps(set1(-INFINITY), s, _mm256_castsi256_ps(keep));
+  }
+  static Reg select_small(Reg x, Reg limit, Reg small, Reg big) {
+    return _mm256_blendv_ps(big, small, _mm256_cmp_ps(x, limit, _CMP_LE_OQ));
+  }
+  static Reg copysign(Reg magnitude, Reg sign) {
+    const Reg bit = set1(-0.0f);
+    return _mm256_or_ps(_mm256_and_ps(bit, sign), _mm256_andnot_ps(bit, magnitude));
+  }
   static float reduce_max(Reg x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));

@@ -1,9 +1,14 @@
 // Vector layer of the AVX-512 (F, BW, DQ, VL) path: 16 floats.
-// Included inside namespace flashattn::cpu::avx512, within its target region.
+// Included inside namespace flashattn::cpu::avx512 (and ::avx512_bf16),
+// within its target region.
 
 struct Vec {
   using Reg = __m512;
   static constexpr int kWidth = 16;
+  // Micro-kernel blocking: 8 rows x 3 vectors = 24 accumulators of 32 zmm;
+  // the broadcast operand folds into the FMA ({1to16}).
+  static constexpr int kRows = 8;
+  static constexpr int kMaxCols = 3;
   static Reg zero() { return _mm512_setzero_ps(); }
   static Reg set1(float x) { return _mm512_set1_ps(x); }
   static Reg load(const float* p) { return _mm512_loadu_ps(p); }
@@ -11,7 +16,31 @@ struct Vec {
   static Reg fmadd(Reg a, Reg b, Reg c) { return _mm512_fmadd_ps(a, b, c); }
   static Reg mul(Reg a, Reg b) { return _mm512_mul_ps(a, b); }
   static Reg add(Reg a, Reg b) { return _mm512_add_ps(a, b); }
+  static Reg sub(Reg a, Reg b) { return _mm512_sub_ps(a, b); }
   static Reg max(Reg a, Reg b) { return _mm512_max_ps(a, b); }
+  static Reg abs(Reg a) { return _mm512_abs_ps(a); }
+  static Reg div(Reg a, Reg b) { return _mm512_div_ps(a, b); }
+  // s - a * b with one rounding.
+  static Reg sub_product(Reg s, Reg a, Reg b) { return _mm512_fnmadd_ps(a, b, s); }
+  // x, with -inf replaced by 0 (a row maximum that is safe to subtract).
+  static Reg neg_inf_to_zero(Reg x) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, set1(-INFINITY), _CMP_EQ_OQ), x, zero());
+  }
+  // s where begin[lane] <= j < end[lane], else -inf.
+  static Reg keep_range(Reg s, const std::int32_t* begin, const std::int32_t* end, std::int32_t j) {
+    const __m512i jv = _mm512_set1_epi32(j);
+    const __mmask16 keep = _mm512_cmple_epi32_mask(_mm512_loadu_si512(begin), jv) &
+                           _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(end), jv);
+    return _mm512_mask_blend_ps(keep, set1(-INFINITY), s);
+  }
+  static Reg select_small(Reg x, Reg limit, Reg small, Reg big) {
+    return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, limit, _CMP_LE_OQ), big, small);
+  }
+  static Reg copysign(Reg magnitude, Reg sign) {
+    const __m512i bit = _mm512_set1_epi32(0x80000000);
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(sign), _mm512_castps_si512(magnitude),
+                                                         bit, 0xe4));  // bit ? sign : magnitude
+  }
   static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
   static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
   // exp(x) with ~1 ulp error (Cephes expf polynomial, scalef for 2^n);

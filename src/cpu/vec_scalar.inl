@@ -4,6 +4,8 @@
 struct Vec {
   using Reg = float;
   static constexpr int kWidth = 1;
+  static constexpr int kRows = 4;
+  static constexpr int kMaxCols = 4;
   static Reg zero() { return 0.0f; }
   static Reg set1(float x) { return x; }
   static Reg load(const float* p) { return *p; }
@@ -11,7 +13,18 @@ struct Vec {
   static Reg fmadd(Reg a, Reg b, Reg c) { return a * b + c; }
   static Reg mul(Reg a, Reg b) { return a * b; }
   static Reg add(Reg a, Reg b) { return a + b; }
+  static Reg sub(Reg a, Reg b) { return a - b; }
   static Reg max(Reg a, Reg b) { return a > b ? a : b; }
+  static Reg abs(Reg a) { return std::fabs(a); }
+  static Reg div(Reg a, Reg b) { return a / b; }
+  // One rounding without an FMA instruction: the product is exact in double.
+  static Reg sub_product(Reg s, Reg a, Reg b) {
+    return static_cast<float>(static_cast<double>(s) - static_cast<double>(a) * static_cast<double>(b));
+  }
+  static Reg neg_inf_to_zero(Reg x) { return x == -INFINITY ? 0.0f : x; }
+  static Reg keep_range(Reg s, const std::int32_t* begin, const std::int32_t* end, std::int32_t j) {
+    return (*begin <= j && j < *end) ? s : -INFINITY;
+  }
   static float reduce_max(Reg x) { return x; }
   static float reduce_add(Reg x) { return x; }
   static Reg exp(Reg x) { return std::exp(x); }

@@ -1,4 +1,4 @@
-// run_forward: picks the backend, then the ISA, then the tile shape.
+// run_forward: picks the backend, then the ISA (which picks its tile shape).
 #include "cpu/cpu_forward.hpp"
 #include "flashattn/params.hpp"
 #include "flashattn/runtime.hpp"
@@ -8,11 +8,9 @@ namespace flashattn {
 
 namespace {
 
-cpu::ExecConfig exec_config(const AttentionParams& params) {
+cpu::ExecConfig exec_config() {
   cpu::ExecConfig exec;
   exec.threads = num_threads();
-  exec.tiles = cpu::choose_tile_shape(params.head_dim, params.head_dim_v, params.seqlen_q,
-                                      params.batch * params.heads_q, exec.threads);
   return exec;
 }
 
@@ -23,9 +21,9 @@ void run_forward(const AttentionParams& params) {
     reference::reference_backend_forward(params);
     return;
   }
-  const cpu::ExecConfig exec = exec_config(params);
+  const cpu::ExecConfig exec = exec_config();
   switch (active_isa()) {
-    case Isa::avx512_bf16:
+    case Isa::avx512_bf16: cpu::avx512_bf16::forward(params, exec); break;
     case Isa::avx512: cpu::avx512::forward(params, exec); break;
     case Isa::avx2: cpu::avx2::forward(params, exec); break;
     case Isa::scalar: cpu::scalar::forward(params, exec); break;
@@ -34,9 +32,9 @@ void run_forward(const AttentionParams& params) {
 
 std::int64_t forward_workspace_bytes(const AttentionParams& params) {
   if (active_backend() == Backend::reference) return 0;
-  const cpu::ExecConfig exec = exec_config(params);
+  const cpu::ExecConfig exec = exec_config();
   switch (active_isa()) {
-    case Isa::avx512_bf16:
+    case Isa::avx512_bf16: return cpu::avx512_bf16::workspace_bytes(params, exec);
     case Isa::avx512: return cpu::avx512::workspace_bytes(params, exec);
     case Isa::avx2: return cpu::avx2::workspace_bytes(params, exec);
     case Isa::scalar: break;

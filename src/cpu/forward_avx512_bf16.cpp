@@ -1,0 +1,27 @@
+// The CPU forward for bf16 inputs on AVX512_BF16 (vdpbf16ps); other dtypes
+// take the avx512 path. Shared headers first, then this ISA's region.
+#include "cpu/forward_includes.hpp"
+FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_AVX512_BF16)
+namespace flashattn::cpu::avx512_bf16 {
+
+namespace {  // internal linkage: nothing ISA-specific is visible outside this file
+#include "cpu/vec_avx512.inl"
+#include "cpu/vec_tanh.inl"
+#include "cpu/micro_kernel.inl"
+#include "cpu/bf16_dot_math.inl"
+#include "cpu/forward_workspace.inl"
+#include "cpu/forward_tile_loop.inl"
+}  // namespace
+
+void forward(const AttentionParams& params, const ExecConfig& exec) {
+  if (params.dtype != DType::bf16) return avx512::forward(params, exec);
+  run_forward_tiles<Bf16DotMath>(params, exec);
+}
+
+std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
+  if (params.dtype != DType::bf16) return avx512::workspace_bytes(params, exec);
+  return workspace_bytes_of<Bf16DotMath>(params, exec);
+}
+
+}  // namespace flashattn::cpu::avx512_bf16
+FLASHATTN_ISA_END

@@ -1,0 +1,110 @@
+// The register-blocked micro-kernel of both products of the forward, and the
+// fp32 math policy. Included inside namespace flashattn::cpu::<isa> after
+// struct Vec.
+//
+// Layout ("lane-major"): query rows live in vector lanes. Both products are
+//   S^T (keys x lanes)  = K  . Q^T      A = packed K,   B = packed Q^T
+//   O^T (dv x lanes)   += V^T . P^T     A = packed V,   B = P^T
+// so the online softmax runs down the columns (no horizontal reductions),
+// K and V are read as broadcast scalars, and only Q is transposed once.
+//
+// A Math policy says what one 32-bit lane holds: F32Math one float (FMA),
+// Bf16DotMath (bf16_dot_math.inl) a pair of bf16 along the depth (vdpbf16ps).
+
+struct F32Math {
+  using Elem = float;
+  static constexpr int kPack = 1;  // depth elements per 32-bit lane
+  static Vec::Reg broadcast(const Elem* a) { return Vec::set1(*a); }
+  static Vec::Reg load(const Elem* b) { return Vec::load(b); }
+  static Vec::Reg madd(Vec::Reg acc, Vec::Reg a, Vec::Reg b) { return Vec::fmadd(a, b, acc); }
+
+  // A row of n q or k values as fp32 (f16/bf16 converted), zero-padded to n_pad.
+  static void load_row(const void* src, DType dtype, std::int64_t n, std::int64_t n_pad, Elem* dst) {
+    convert_to_f32(src, dtype, n, dst);
+    for (std::int64_t c = n; c < n_pad; ++c) dst[c] = 0.0f;
+  }
+  // V tile as (n_pad, dv_pad); row_at(j) is the address of key j's values.
+  template <class RowAt>
+  static void pack_values(RowAt row_at, DType dtype, std::int64_t n, std::int64_t n_pad, std::int64_t dv,
+                          std::int64_t dv_pad, Elem* vp) {
+    for (std::int64_t j = 0; j < n; ++j) load_row(row_at(j), dtype, dv, dv_pad, vp + j * dv_pad);
+    std::memset(vp + n * dv_pad, 0, (n_pad - n) * dv_pad * sizeof(Elem));
+  }
+  // P^T is used in place.
+  static const Elem* probabilities(const float* st, std::int64_t, std::int64_t, Elem*) { return st; }
+};
+
+// acc[r][v] = sum over `steps` depth steps s of
+//   broadcast(a[s * a_step + r * kPack]) * load(b[s * b_step + v * kWidth * kPack]).
+template <class Math, int Rows, int Cols>
+inline void tile_product(std::int64_t steps, const typename Math::Elem* a, std::int64_t a_step,
+                         const typename Math::Elem* b, std::int64_t b_step, Vec::Reg (&acc)[Rows][Cols]) {
+  for (int r = 0; r < Rows; ++r)
+    for (int v = 0; v < Cols; ++v) acc[r][v] = Vec::zero();
+  for (std::int64_t s = 0; s < steps; ++s) {
+    Vec::Reg bv[Cols];
+    for (int v = 0; v < Cols; ++v) bv[v] = Math::load(b + v * Vec::kWidth * Math::kPack);
+    for (int r = 0; r < Rows; ++r) {
+      const Vec::Reg av = Math::broadcast(a + r * Math::kPack);
+      for (int v = 0; v < Cols; ++v) acc[r][v] = Math::madd(acc[r][v], av, bv[v]);
+    }
+    a += a_step;
+    b += b_step;
+  }
+}
+
+// S^T (key_rows x Cols vectors, row stride Cols * kWidth) = K Q^T for one
+// lane block. k: packed keys, blocks of kRows keys as (depth_steps, kRows,
+// kPack); qt: the block's queries as (depth_steps, lanes, kPack).
+template <class Math, int Cols>
+inline void score_product(std::int64_t key_rows, std::int64_t depth_steps, const typename Math::Elem* k,
+                          const typename Math::Elem* qt, float* st) {
+  constexpr int R = Vec::kRows, ld = Cols * Vec::kWidth;
+  for (std::int64_t j = 0; j < key_rows; j += R) {
+    Vec::Reg acc[R][Cols];
+    tile_product<Math, R, Cols>(depth_steps, k + j * depth_steps * Math::kPack, R * Math::kPack, qt,
+                                ld * Math::kPack, acc);
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld + v * Vec::kWidth, acc[r][v]);
+  }
+}
+
+// O^T (dv_pad x Cols vectors) = alpha * O^T + V^T P^T for one lane block:
+// the tile's sum is formed on its own, then merged (blocked summation).
+// v: packed values (key_steps, dv_pad, kPack); pt: probabilities
+// (key_steps, lanes, kPack); alpha: the block's per-lane rescale factors.
+template <class Math, int Cols>
+inline void output_product(std::int64_t dv_pad, std::int64_t key_steps, const typename Math::Elem* v,
+                           const typename Math::Elem* pt, const float* alpha, float* ot) {
+  constexpr int R = Vec::kRows, ld = Cols * Vec::kWidth;
+  Vec::Reg a[Cols];
+  for (int c = 0; c < Cols; ++c) a[c] = Vec::load(alpha + c * Vec::kWidth);
+  for (std::int64_t d = 0; d < dv_pad; d += R) {
+    Vec::Reg acc[R][Cols];
+    tile_product<Math, R, Cols>(key_steps, v + d * Math::kPack, dv_pad * Math::kPack, pt, ld * Math::kPack, acc);
+    for (int r = 0; r < R; ++r)
+      for (int c = 0; c < Cols; ++c) {
+        float* o = ot + (d + r) * ld + c * Vec::kWidth;
+        Vec::store(o, Vec::fmadd(a[c], Vec::load(o), acc[r][c]));
+      }
+  }
+}
+
+// Runtime lane-block width -> the compiled kernel for it.
+template <class Math, int Cols = Vec::kMaxCols>
+inline void score_product_cols(int cols, std::int64_t key_rows, std::int64_t depth_steps,
+                               const typename Math::Elem* k, const typename Math::Elem* qt, float* st) {
+  if constexpr (Cols > 1) {
+    if (cols < Cols) return score_product_cols<Math, Cols - 1>(cols, key_rows, depth_steps, k, qt, st);
+  }
+  score_product<Math, Cols>(key_rows, depth_steps, k, qt, st);
+}
+
+template <class Math, int Cols = Vec::kMaxCols>
+inline void output_product_cols(int cols, std::int64_t dv_pad, std::int64_t key_steps, const typename Math::Elem* v,
+                                const typename Math::Elem* pt, const float* alpha, float* ot) {
+  if constexpr (Cols > 1) {
+    if (cols < Cols) return output_product_cols<Math, Cols - 1>(cols, dv_pad, key_steps, v, pt, alpha, ot);
+  }
+  output_product<Math, Cols>(dv_pad, key_steps, v, pt, alpha, ot);
+}
