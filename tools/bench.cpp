@@ -1,6 +1,9 @@
 // `flashattn bench`: times flashattn::flash_attn on random normal inputs and
 // checks sampled rows of each result against the fp64 reference by the
-// oracle rule (sampled_oracle.hpp). One row per mask configuration.
+// oracle rule (sampled_oracle.hpp). One row per mask configuration, with the
+// arithmetic peak of the path the kernel uses measured in the same process
+// (peak_probe.hpp).
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,6 +23,7 @@
 #include "core/mask.hpp"
 #include "flashattn/flashattn.hpp"
 #include "frontends/flash_attn_params.hpp"
+#include "peak_probe.hpp"
 #include "sampled_oracle.hpp"
 
 namespace flashattn::tools {
@@ -130,6 +134,11 @@ struct Problem {
   std::vector<float> lse;               // (b, h, sq)
   std::vector<float> slopes;            // (h,) alibi slopes
   TensorView q_view, k_view, v_view, out_view, lse_view, slopes_view;
+
+  // Bytes of q, k, v, out and lse: what the caller of the library owns.
+  std::int64_t tensor_bytes() const {
+    return static_cast<std::int64_t>(q.size() + k.size() + v.size() + out.size() + lse.size() * sizeof(float));
+  }
 };
 
 // Fills `bytes` (elements of dtype) with N(0, 1) values.
@@ -203,7 +212,29 @@ double forward_flops(const AttentionParams& params) {
          static_cast<double>(params.batch * params.heads_q);
 }
 
-BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options) {
+// The arithmetic ceiling of every row: one path per process (dtype, ISA and
+// threads are fixed), measured once before the first row.
+struct Ceiling {
+  MathPath path = MathPath::fma;
+  double peak_gflops = 0;
+};
+
+Ceiling measure_ceiling(const BenchOptions& o) {
+  const MathPath path = math_path_of(active_isa(), o.dtype);
+  return {path, peak_gflops(active_isa(), path, num_threads())};
+}
+
+// Peak resident set of the process so far, MiB.
+double peak_rss_mb() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+constexpr double kMiB = 1024.0 * 1024.0;
+
+BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options,
+                           const Ceiling& ceiling) {
   const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
   // Validates everything, and is exactly what flash_attn runs.
   const AttentionParams params =
@@ -233,7 +264,13 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   row.repeat = static_cast<int>(o.repeat);
   row.ms = ms[ms.size() / 2];
   row.gflops = forward_flops(params) / (row.ms * 1e-3) / 1e9;
+  row.path = math_path_name(ceiling.path);
+  row.peak_gflops = ceiling.peak_gflops;
+  row.fraction_of_peak = row.gflops / ceiling.peak_gflops;
+  row.workspace_bytes = forward_workspace_bytes(params);
+  row.tensor_mb = static_cast<double>(p.tensor_bytes()) / kMiB;
   row.verdict = check_rows(params, sample_rows(params, kSampledRows, kInputSeed));
+  row.peak_rss_mb = peak_rss_mb();
   return row;
 }
 
@@ -250,9 +287,10 @@ int run_bench(std::span<const std::string_view> args) {
   }
   std::mt19937_64 rng(kInputSeed);
   for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v}) randomize(*input, o.dtype, rng);
+  const Ceiling ceiling = measure_ceiling(o);
   std::vector<BenchRow> rows;
   for (const FlashAttnOptions& options : configs) {
-    rows.push_back(run_configuration(o, problem, options));
+    rows.push_back(run_configuration(o, problem, options, ceiling));
     if (o.json) print_json_line(std::cout, rows.back());
   }
   if (!o.json) print_table(std::cout, rows);

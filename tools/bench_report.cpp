@@ -10,6 +10,8 @@
 namespace flashattn::tools {
 namespace {
 
+constexpr double kMiB = 1024.0 * 1024.0;
+
 std::string format(const char* spec, double x) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, spec, x);
@@ -58,8 +60,14 @@ std::vector<Column> table_columns() {
       {"threads", true, [=](const BenchRow& r) { return num(r.threads); }},
       {"ms", true, [](const BenchRow& r) { return format("%.3f", r.ms); }},
       {"GFLOP/s", true, [](const BenchRow& r) { return format("%.1f", r.gflops); }},
+      {"path", false, [](const BenchRow& r) { return r.path; }},
+      {"peak", true, [](const BenchRow& r) { return format("%.0f", r.peak_gflops); }},
+      {"%peak", true, [](const BenchRow& r) { return format("%.1f", 100 * r.fraction_of_peak); }},
       {"max_abs_err", true, [](const BenchRow& r) { return format("%.2e", r.verdict.max_abs_err); }},
       {"bound", true, [](const BenchRow& r) { return format("%.2e", r.verdict.bound); }},
+      {"ws_MiB", true, [](const BenchRow& r) { return format("%.1f", static_cast<double>(r.workspace_bytes) / kMiB); }},
+      {"tensor_MiB", true, [](const BenchRow& r) { return format("%.1f", r.tensor_mb); }},
+      {"rss_MiB", true, [](const BenchRow& r) { return format("%.1f", r.peak_rss_mb); }},
       {"oracle", false, [](const BenchRow& r) { return std::string(r.verdict.ok ? "ok" : "FAIL"); }},
   };
 }
@@ -121,7 +129,11 @@ void print_json_line(std::ostream& os, const BenchRow& r) {
      << ", \"window_right\": " << r.window_right << ", \"softcap\": " << json_number(r.softcap)
      << ", \"alibi\": " << b(r.alibi) << ", \"dropout_p\": " << json_number(r.dropout_p)
      << ", \"threads\": " << r.threads << ", \"repeat\": " << r.repeat << ", \"ms\": " << json_number(r.ms)
-     << ", \"gflops\": " << json_number(r.gflops) << ", \"max_abs_err\": " << json_number(v.max_abs_err)
+     << ", \"gflops\": " << json_number(r.gflops) << ", \"path\": " << json_string(r.path)
+     << ", \"peak_gflops\": " << json_number(r.peak_gflops)
+     << ", \"fraction_of_peak\": " << json_number(r.fraction_of_peak)
+     << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
+     << ", \"tensor_mb\": " << json_number(r.tensor_mb) << ", \"max_abs_err\": " << json_number(v.max_abs_err)
      << ", \"err_bound\": " << json_number(v.bound) << ", \"lse_err\": " << json_number(v.lse_err)
      << ", \"lse_bound\": " << json_number(v.lse_bound) << ", \"rows_checked\": " << v.rows_checked
      << ", \"oracle_ok\": " << b(v.ok);

@@ -22,6 +22,12 @@ struct BenchRow {
   int threads = 0, repeat = 0;
   double ms = 0;      // median of `repeat` runs
   double gflops = 0;  // kept (i, j) pairs only
+  std::string path;   // "fma" / "bf16_dot": the instruction of the kernel's inner products
+  double peak_gflops = 0;       // of `path` at this ISA and thread count, measured in-process
+  double fraction_of_peak = 0;  // gflops / peak_gflops
+  std::int64_t workspace_bytes = 0;  // the library's scratch memory (forward_workspace_bytes)
+  double peak_rss_mb = 0;  // the process's peak resident set after this row, MiB
+  double tensor_mb = 0;    // q, k, v, out and lse, MiB: peak_rss_mb minus this is the overhead
   OracleVerdict verdict;
 };
 

@@ -5,6 +5,8 @@
 #         [-DEXPECT_JSON_LINES=<n>]        stdout is n lines, each a JSON object with
 #                                          every key of JSON_KEYS (comma separated)
 #                                          and "oracle_ok": true
+#         [-DJSON_RANGES=<key:lo:hi,...>]  with EXPECT_JSON_LINES: each key of each
+#                                          line is a number with lo < value < hi
 #         -P check_cli.cmake
 separate_arguments(args UNIX_COMMAND "${ARGS}")
 execute_process(COMMAND ${CLI} ${args} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
@@ -40,6 +42,20 @@ if(DEFINED EXPECT_JSON_LINES)
     foreach(key IN LISTS keys)
       if(NOT line MATCHES "\"${key}\": ")
         message(FATAL_ERROR "key \"${key}\" missing in ${line}\n${context}")
+      endif()
+    endforeach()
+    string(REPLACE "," ";" ranges "${JSON_RANGES}")
+    foreach(range IN LISTS ranges)
+      string(REPLACE ":" ";" range "${range}")
+      list(GET range 0 key)
+      list(GET range 1 lo)
+      list(GET range 2 hi)
+      if(NOT line MATCHES "\"${key}\": (-?[0-9][0-9.eE+-]*)")
+        message(FATAL_ERROR "\"${key}\" is not a number in ${line}\n${context}")
+      endif()
+      set(value "${CMAKE_MATCH_1}")
+      if(NOT (value GREATER lo AND value LESS hi))
+        message(FATAL_ERROR "\"${key}\": ${value} is outside (${lo}, ${hi})\n${context}")
       endif()
     endforeach()
   endforeach()
