@@ -90,18 +90,11 @@ template <class Math>
 inline void pack_tile(const WorkItem& w, const ForwardDims& d, std::int64_t key_begin, std::int64_t n,
                       std::int64_t n_pad, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
-  constexpr int R = Vec::kRows, kPack = Math::kPack;
-  for (std::int64_t j = 0; j < n_pad; ++j) {
-    if (j < n) {
-      const std::int64_t at = core::element_offset(p.k_stride, w.b, w.seq.k_start + key_begin + j, w.hk);
-      Math::load_row(element_at(p.k, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.row);
-    } else {
-      std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
-    }
-    typename Math::Elem* block = ws.kp + (j / R) * R * d.d_pad + (j % R) * kPack;
-    for (std::int64_t s = 0; s < d.depth_steps; ++s)
-      std::memcpy(block + s * R * kPack, ws.row + s * kPack, kPack * sizeof(*ws.row));
+  for (std::int64_t j = 0; j < n; ++j) {
+    const std::int64_t at = core::element_offset(p.k_stride, w.b, w.seq.k_start + key_begin + j, w.hk);
+    Math::load_row(element_at(p.k, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.kp + j * d.d_pad);
   }
+  std::memset(ws.kp + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(typename Math::Elem));
   auto value_row = [&](std::int64_t j) {
     return element_at(p.v, p.dtype, core::element_offset(p.v_stride, w.b, w.seq.k_start + key_begin + j, w.hk));
   };

@@ -55,7 +55,7 @@ class Workspace {
   }
 
   Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack)
-  Elem* kp;                   // (k_cols, d_pad)    K by kRows-key blocks: (depth_steps, kRows, kPack)
+  Elem* kp;                   // (k_cols, d_pad)    K, row by row
   Elem* vp;                   // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
   float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block
   Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)

@@ -3,10 +3,11 @@
 // struct Vec.
 //
 // Layout ("lane-major"): query rows live in vector lanes. Both products are
-//   S^T (keys x lanes)  = K  . Q^T      A = packed K,   B = packed Q^T
-//   O^T (dv x lanes)   += V^T . P^T     A = packed V,   B = P^T
+//   S^T (keys x lanes)  = K  . Q^T      A = K rows,     B = packed Q^T
+//   O^T (dv x lanes)   += V^T . P^T     A = V rows,     B = P^T
 // so the online softmax runs down the columns (no horizontal reductions),
-// K and V are read as broadcast scalars, and only Q is transposed once.
+// K and V are read row by row as broadcast scalars (packing them is a copy
+// or a conversion, never a transpose), and only Q is transposed, once.
 //
 // A Math policy says what one 32-bit lane holds: F32Math one float (FMA),
 // Bf16DotMath (bf16_dot_math.inl) a pair of bf16 along the depth (vdpbf16ps).
@@ -35,35 +36,36 @@ struct F32Math {
 };
 
 // acc[r][v] = sum over `steps` depth steps s of
-//   broadcast(a[s * a_step + r * kPack]) * load(b[s * b_step + v * kWidth * kPack]).
+//   broadcast(a[r * a_row + s * a_step]) * load(b[s * b_step + v * kWidth * kPack]).
 template <class Math, int Rows, int Cols>
-inline void tile_product(std::int64_t steps, const typename Math::Elem* a, std::int64_t a_step,
+inline void tile_product(std::int64_t steps, const typename Math::Elem* a, std::int64_t a_row, std::int64_t a_step,
                          const typename Math::Elem* b, std::int64_t b_step, Vec::Reg (&acc)[Rows][Cols]) {
   for (int r = 0; r < Rows; ++r)
     for (int v = 0; v < Cols; ++v) acc[r][v] = Vec::zero();
+  const typename Math::Elem* rows[Rows];
+  for (int r = 0; r < Rows; ++r) rows[r] = a + r * a_row;
   for (std::int64_t s = 0; s < steps; ++s) {
     Vec::Reg bv[Cols];
     for (int v = 0; v < Cols; ++v) bv[v] = Math::load(b + v * Vec::kWidth * Math::kPack);
     for (int r = 0; r < Rows; ++r) {
-      const Vec::Reg av = Math::broadcast(a + r * Math::kPack);
+      const Vec::Reg av = Math::broadcast(rows[r] + s * a_step);
       for (int v = 0; v < Cols; ++v) acc[r][v] = Math::madd(acc[r][v], av, bv[v]);
     }
-    a += a_step;
     b += b_step;
   }
 }
 
 // S^T (key_rows x Cols vectors, row stride Cols * kWidth) = K Q^T for one
-// lane block. k: packed keys, blocks of kRows keys as (depth_steps, kRows,
-// kPack); qt: the block's queries as (depth_steps, lanes, kPack).
+// lane block. k: keys row by row, (key_rows, depth_steps * kPack); qt: the
+// block's queries as (depth_steps, lanes, kPack).
 template <class Math, int Cols>
 inline void score_product(std::int64_t key_rows, std::int64_t depth_steps, const typename Math::Elem* k,
                           const typename Math::Elem* qt, float* st) {
   constexpr int R = Vec::kRows, ld = Cols * Vec::kWidth;
+  const std::int64_t k_row = depth_steps * Math::kPack;
   for (std::int64_t j = 0; j < key_rows; j += R) {
     Vec::Reg acc[R][Cols];
-    tile_product<Math, R, Cols>(depth_steps, k + j * depth_steps * Math::kPack, R * Math::kPack, qt,
-                                ld * Math::kPack, acc);
+    tile_product<Math, R, Cols>(depth_steps, k + j * k_row, k_row, Math::kPack, qt, ld * Math::kPack, acc);
     for (int r = 0; r < R; ++r)
       for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld + v * Vec::kWidth, acc[r][v]);
   }
@@ -81,7 +83,8 @@ inline void output_product(std::int64_t dv_pad, std::int64_t key_steps, const ty
   for (int c = 0; c < Cols; ++c) a[c] = Vec::load(alpha + c * Vec::kWidth);
   for (std::int64_t d = 0; d < dv_pad; d += R) {
     Vec::Reg acc[R][Cols];
-    tile_product<Math, R, Cols>(key_steps, v + d * Math::kPack, dv_pad * Math::kPack, pt, ld * Math::kPack, acc);
+    tile_product<Math, R, Cols>(key_steps, v + d * Math::kPack, Math::kPack, dv_pad * Math::kPack, pt,
+                                ld * Math::kPack, acc);
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < Cols; ++c) {
         float* o = ot + (d + r) * ld + c * Vec::kWidth;
