@@ -15,17 +15,20 @@
 
 namespace flashattn::core {
 
+// Philox4x32 constants (the vectorised copy in src/cpu/vec_philox.inl uses them too).
+constexpr std::uint32_t kPhiloxMul0 = 0xD2511F53u, kPhiloxMul1 = 0xCD9E8D57u;
+constexpr std::uint32_t kPhiloxWeyl0 = 0x9E3779B9u, kPhiloxWeyl1 = 0xBB67AE85u;
+constexpr int kPhiloxRounds = 10;
+
 inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr,
                                                   std::array<std::uint32_t, 2> key) {
-  constexpr std::uint32_t kMul0 = 0xD2511F53u, kMul1 = 0xCD9E8D57u;
-  constexpr std::uint32_t kWeyl0 = 0x9E3779B9u, kWeyl1 = 0xBB67AE85u;
-  for (int round = 0; round < 10; ++round) {
-    const std::uint64_t p0 = static_cast<std::uint64_t>(kMul0) * ctr[0];
-    const std::uint64_t p1 = static_cast<std::uint64_t>(kMul1) * ctr[2];
+  for (int round = 0; round < kPhiloxRounds; ++round) {
+    const std::uint64_t p0 = static_cast<std::uint64_t>(kPhiloxMul0) * ctr[0];
+    const std::uint64_t p1 = static_cast<std::uint64_t>(kPhiloxMul1) * ctr[2];
     ctr = {static_cast<std::uint32_t>(p1 >> 32) ^ ctr[1] ^ key[0], static_cast<std::uint32_t>(p1),
            static_cast<std::uint32_t>(p0 >> 32) ^ ctr[3] ^ key[1], static_cast<std::uint32_t>(p0)};
-    key[0] += kWeyl0;
-    key[1] += kWeyl1;
+    key[0] += kPhiloxWeyl0;
+    key[1] += kPhiloxWeyl1;
   }
   return ctr;
 }
@@ -35,7 +38,7 @@ struct DropoutStream {
   std::array<std::uint32_t, 2> key{};
   std::uint32_t stream = 0;       // b * heads + h
   std::uint32_t offset_lo = 0;
-  std::uint64_t drop_below = 0;   // drop when word < drop_below; 0 disables dropout
+  std::uint32_t drop_below = 0;   // drop when word < drop_below (p * 2^32 < 2^32 as p < 1); 0 drops nothing
 
   // Four drop decisions for keys 4*group .. 4*group+3 of row i (bit k set = key 4*group+k dropped).
   unsigned dropped_bits(std::int64_t i, std::int64_t group) const {
@@ -56,7 +59,7 @@ inline DropoutStream make_dropout_stream(std::uint64_t seed, std::uint64_t offse
                                                  static_cast<std::uint32_t>(offset >> 32)};
   s.stream = static_cast<std::uint32_t>(batch * heads + head);
   s.offset_lo = static_cast<std::uint32_t>(offset);
-  s.drop_below = static_cast<std::uint64_t>(std::ldexp(static_cast<double>(p), 32));
+  s.drop_below = static_cast<std::uint32_t>(std::ldexp(static_cast<double>(p), 32));
   return s;
 }
 

@@ -7,6 +7,7 @@ namespace flashattn::cpu::avx512 {
 namespace {  // internal linkage: nothing ISA-specific is visible outside this file
 #include "cpu/vec_avx512.inl"
 #include "cpu/vec_tanh.inl"
+#include "cpu/vec_philox.inl"
 #include "cpu/micro_kernel.inl"
 #include "cpu/forward_workspace.inl"
 #include "cpu/forward_tile_loop.inl"

@@ -68,6 +68,8 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
         ws.keep_begin[lane] = keep.begin;
         ws.keep_end[lane] = keep.end;
         ws.slope[lane] = p.alibi_slopes ? p.alibi_slopes[w.b * p.alibi_batch_stride + h] : 0.0f;
+        ws.drop_row[lane] = static_cast<std::uint32_t>(i);
+        ws.drop_stream[lane] = static_cast<std::uint32_t>(w.b * p.heads_q + h);
         const std::int64_t at = core::element_offset(p.q_stride, w.b, w.seq.q_start + i, h);
         Math::load_row(element_at(p.q, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.row);
       } else {  // padding lane: zero queries, nothing kept, never stored
@@ -75,6 +77,7 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
         ws.lane_head[lane] = 0;
         ws.keep_begin[lane] = ws.keep_end[lane] = 0;
         ws.slope[lane] = 0.0f;
+        ws.drop_row[lane] = ws.drop_stream[lane] = 0;
         std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
       }
       for (std::int64_t s = 0; s < d.depth_steps; ++s)
@@ -169,20 +172,24 @@ inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<
 
 // Zeroes the dropped weights of the block's lanes in P^T (after they were
 // summed into l: dropout scales the kept weights by 1 / (1 - p) at the end).
+// One vector Philox call gives the decisions of kWidth lanes for 4 keys.
 template <class Math>
 inline void dropout_block(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
                           Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
+  const core::DropoutStream stream = core::make_dropout_stream(p.seed, p.offset, p.dropout_p, w.b, 0, p.heads_q);
   const std::int64_t width = block.cols * kW;
-  for (std::int64_t k = 0; k < width; ++k) {
-    const std::int64_t lane = block.first_lane + k;
-    if (ws.lane_row[lane] < 0 || ws.row_max[lane] == kNegInf) continue;
-    const core::DropoutStream stream =
-        core::make_dropout_stream(p.seed, p.offset, p.dropout_p, w.b, ws.lane_head[lane], p.heads_q);
+  for (std::int64_t v = 0; v < width; v += kW) {
+    const Vec::IReg rows = Vec::iload(ws.drop_row + block.first_lane + v);
+    const Vec::IReg streams = Vec::iload(ws.drop_stream + block.first_lane + v);
     for (std::int64_t j = 0; j < n; j += 4) {  // key_begin is a multiple of 4
-      const unsigned bits = stream.dropped_bits(ws.lane_row[lane], (key_begin + j) >> 2);
-      for (std::int64_t e = 0; e < 4 && j + e < n; ++e)
-        if ((bits >> e) & 1u) ws.st[(j + e) * width + k] = 0.0f;
+      Vec::IReg words[4] = {Vec::iset1(static_cast<std::uint32_t>((key_begin + j) >> 2)), rows, streams,
+                            Vec::iset1(stream.offset_lo)};
+      philox_lanes(words, stream.key[0], stream.key[1]);
+      for (std::int64_t e = 0; e < 4 && j + e < n; ++e) {
+        float* s = ws.st + (j + e) * width + v;
+        Vec::store(s, Vec::mul(Vec::load(s), Vec::kept_weight(words[e], stream.drop_below)));
+      }
     }
   }
 }

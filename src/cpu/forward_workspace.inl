@@ -69,6 +69,8 @@ class Workspace {
   std::int64_t* lane_head;    // (lanes_pad)
   std::int64_t* keep_begin;   // (lanes_pad) kept keys [keep_begin, keep_end) of the lane's row
   std::int64_t* keep_end;     // (lanes_pad)
+  std::uint32_t* drop_row;    // (lanes_pad) dropout counter words: query row
+  std::uint32_t* drop_stream; // (lanes_pad) and batch * heads + head
   LaneBlock* blocks;          // (lanes_pad / kW)
   float* alpha;               // (kMaxBlockLanes) rescale of O for the current tile
   float* alibi_origin;        // (kMaxBlockLanes) the diagonal's key index, relative to the tile
@@ -103,6 +105,8 @@ class Workspace {
     lane_head = take<std::int64_t>(at, d.lanes_pad);
     keep_begin = take<std::int64_t>(at, d.lanes_pad);
     keep_end = take<std::int64_t>(at, d.lanes_pad);
+    drop_row = take<std::uint32_t>(at, d.lanes_pad);
+    drop_stream = take<std::uint32_t>(at, d.lanes_pad);
     blocks = take<LaneBlock>(at, d.lanes_pad / kW);
     alpha = take<float>(at, kMaxBlockLanes);
     alibi_origin = take<float>(at, kMaxBlockLanes);

@@ -28,6 +28,22 @@ struct Vec {
     const __m256i keep = _mm256_andnot_si256(_mm256_cmpgt_epi32(b, jv), _mm256_cmpgt_epi32(e, jv));
     return _mm256_blendv_ps(set1(-INFINITY), s, _mm256_castsi256_ps(keep));
   }
+  using IReg = __m256i;
+  static IReg iset1(std::uint32_t x) { return _mm256_set1_epi32(static_cast<int>(x)); }
+  static IReg iload(const std::uint32_t* p) { return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)); }
+  static IReg ixor(IReg a, IReg b) { return _mm256_xor_si256(a, b); }
+  static void mulhilo(IReg x, std::uint32_t m, IReg& hi, IReg& lo) {
+    const IReg mv = iset1(m);
+    lo = _mm256_mullo_epi32(x, mv);
+    const IReg even = _mm256_mul_epu32(x, mv), odd = _mm256_mul_epu32(_mm256_srli_epi64(x, 32), mv);
+    hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+  }
+  static Reg kept_weight(IReg word, std::uint32_t drop_below) {
+    // Unsigned word < drop_below via signed compare of both sides flipped at the sign bit.
+    const IReg flip = iset1(0x80000000u);
+    const IReg dropped = _mm256_cmpgt_epi32(ixor(iset1(drop_below), flip), ixor(word, flip));
+    return _mm256_andnot_ps(_mm256_castsi256_ps(dropped), set1(1.0f));
+  }
   static Reg select_small(Reg x, Reg limit, Reg small, Reg big) {
     return _mm256_blendv_ps(big, small, _mm256_cmp_ps(x, limit, _CMP_LE_OQ));
   }

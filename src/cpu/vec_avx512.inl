@@ -33,6 +33,22 @@ struct Vec {
                            _mm512_cmpgt_epi32_mask(_mm512_loadu_si512(end), jv);
     return _mm512_mask_blend_ps(keep, set1(-INFINITY), s);
   }
+  // 32-bit integer lanes, for the dropout RNG (vec_philox.inl).
+  using IReg = __m512i;
+  static IReg iset1(std::uint32_t x) { return _mm512_set1_epi32(static_cast<int>(x)); }
+  static IReg iload(const std::uint32_t* p) { return _mm512_loadu_si512(p); }
+  static IReg ixor(IReg a, IReg b) { return _mm512_xor_si512(a, b); }
+  // hi:lo = x * m (32 x 32 -> 64 bits per lane).
+  static void mulhilo(IReg x, std::uint32_t m, IReg& hi, IReg& lo) {
+    const IReg mv = iset1(m);
+    lo = _mm512_mullo_epi32(x, mv);
+    const IReg even = _mm512_mul_epu32(x, mv), odd = _mm512_mul_epu32(_mm512_srli_epi64(x, 32), mv);
+    hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+  }
+  // 1 where word >= drop_below (kept), 0 where dropped.
+  static Reg kept_weight(IReg word, std::uint32_t drop_below) {
+    return _mm512_maskz_mov_ps(_mm512_cmpge_epu32_mask(word, iset1(drop_below)), set1(1.0f));
+  }
   static Reg select_small(Reg x, Reg limit, Reg small, Reg big) {
     return _mm512_mask_blend_ps(_mm512_cmp_ps_mask(x, limit, _CMP_LE_OQ), big, small);
   }

@@ -21,6 +21,16 @@ struct Vec {
   static Reg sub_product(Reg s, Reg a, Reg b) {
     return static_cast<float>(static_cast<double>(s) - static_cast<double>(a) * static_cast<double>(b));
   }
+  using IReg = std::uint32_t;
+  static IReg iset1(std::uint32_t x) { return x; }
+  static IReg iload(const std::uint32_t* p) { return *p; }
+  static IReg ixor(IReg a, IReg b) { return a ^ b; }
+  static void mulhilo(IReg x, std::uint32_t m, IReg& hi, IReg& lo) {
+    const std::uint64_t product = static_cast<std::uint64_t>(x) * m;
+    hi = static_cast<std::uint32_t>(product >> 32);
+    lo = static_cast<std::uint32_t>(product);
+  }
+  static Reg kept_weight(IReg word, std::uint32_t drop_below) { return word < drop_below ? 0.0f : 1.0f; }
   static Reg neg_inf_to_zero(Reg x) { return x == -INFINITY ? 0.0f : x; }
   static Reg keep_range(Reg s, const std::int32_t* begin, const std::int32_t* end, std::int32_t j) {
     return (*begin <= j && j < *end) ? s : -INFINITY;
