@@ -3,7 +3,9 @@
 # Quiet and fast when everything is already there.
 set -euo pipefail
 
-packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev)
+# libopenblas0-pthread: the bench's unfused baseline dlopens libopenblas.so.0 (else its own GEMM);
+# libbenchmark-dev: bench/ micro-benchmarks; python3-matplotlib: scripts/plot_sweep.py.
+packages=(cmake ninja-build g++ make libgtest-dev libgmock-dev libbenchmark-dev libopenblas0-pthread python3-matplotlib)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -2,7 +2,8 @@
 // checks sampled rows of each result against the fp64 reference by the
 // oracle rule (sampled_oracle.hpp). One row per mask configuration, with the
 // arithmetic peak of the path the kernel uses measured in the same process
-// (peak_probe.hpp).
+// (peak_probe.hpp) and the unfused baseline timed on the same inputs
+// (unfused_baseline.hpp).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "frontends/flash_attn_params.hpp"
 #include "peak_probe.hpp"
 #include "sampled_oracle.hpp"
+#include "unfused_baseline.hpp"
 
 namespace flashattn::tools {
 namespace {
@@ -45,6 +47,8 @@ struct BenchOptions {
   double softcap = 0, dropout_p = 0;
   bool alibi = false, json = false;
   std::int64_t repeat = 5;
+  bool baseline = true;                     // --no-baseline: false
+  std::optional<GemmBackend> baseline_gemm;  // unset: openblas when it loads, else own
   // Library settings; unset: leave the library's (environment) choice.
   std::optional<int> threads;
   std::optional<Isa> isa;
@@ -58,6 +62,12 @@ DType parse_dtype(std::string_view text) {
 }
 
 using Sv = std::string_view;
+
+GemmBackend parse_gemm(Sv flag, Sv text) {
+  for (GemmBackend g : {GemmBackend::openblas, GemmBackend::own})
+    if (gemm_backend_name(g) == text) return g;
+  throw CliError(std::string(flag) + " expects openblas or own, got '" + std::string(text) + "'");
+}
 
 std::int64_t parse_size(Sv flag, Sv text) { return cli::parse_int(flag, text, 1, std::int64_t{1} << 31); }
 
@@ -94,6 +104,8 @@ constexpr Flag kFlags[] = {
     {"--backend", true, [](BenchOptions& o, Sv, Sv v) { o.backend = parse_backend(v); }},
     {"--repeat", true, [](BenchOptions& o, Sv f, Sv v) { o.repeat = cli::parse_int(f, v, 1, 1000000); }},
     {"--json", false, [](BenchOptions& o, Sv, Sv) { o.json = true; }},
+    {"--no-baseline", false, [](BenchOptions& o, Sv, Sv) { o.baseline = false; }},
+    {"--baseline-gemm", true, [](BenchOptions& o, Sv f, Sv v) { o.baseline_gemm = parse_gemm(f, v); }},
 };
 // clang-format on
 
@@ -109,6 +121,9 @@ BenchOptions parse_bench_options(std::span<const std::string_view> args) {
     known->apply(o, flag, known->takes_value ? cursor.value_of(flag) : Sv{});
   }
   if (o.heads_kv == 0) o.heads_kv = o.heads;
+  if (o.baseline_gemm == GemmBackend::openblas && o.baseline && !openblas_available()) {
+    throw CliError("--baseline-gemm openblas: libopenblas.so.0 does not load (install libopenblas0-pthread)");
+  }
   return o;
 }
 
@@ -233,6 +248,37 @@ double peak_rss_mb() {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
+// Median milliseconds of `repeat` calls of fn after one warm-up call (the
+// upper median for an even count).
+template <typename Fn>
+double median_ms(std::int64_t repeat, Fn&& fn) {
+  fn();
+  std::vector<double> ms;
+  for (std::int64_t r = 0; r < repeat; ++r) {
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+// Times the unfused baseline on `params` like the kernel, or says why not.
+void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow& row) {
+  const std::string skipped = o.baseline ? unfused_unsupported_reason(params) : "--no-baseline";
+  if (!skipped.empty()) {
+    row.baseline_note = skipped;
+    return;  // baseline "none", baseline_ms and speedup NaN (null in JSON)
+  }
+  // Only now: loading OpenBLAS costs memory that a skipped baseline should not add.
+  const GemmBackend gemm = o.baseline_gemm.value_or(default_gemm_backend());
+  UnfusedAttention baseline(params, gemm, active_isa(), num_threads());
+  row.baseline = gemm_backend_name(gemm);
+  row.baseline_note = gemm == GemmBackend::openblas ? "OpenBLAS " + openblas_core_name() : "own " + row.isa;
+  row.baseline_ms = median_ms(o.repeat, [&] { baseline.run(); });
+  row.speedup_vs_baseline = row.baseline_ms / row.ms;
+}
+
 BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options,
                            const Ceiling& ceiling) {
   const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
@@ -242,14 +288,7 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   // Poison: every run writes the same values, so anything still NaN at the end was never written.
   std::fill(p.out.begin(), p.out.end(), std::byte{0xff});
   std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
-  flash_attn(p.q_view, p.k_view, p.v_view, outputs, options);  // warm-up
-  std::vector<double> ms;
-  for (std::int64_t r = 0; r < o.repeat; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    flash_attn(p.q_view, p.k_view, p.v_view, outputs, options);
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());  // the upper median for an even count
+  const double kernel_ms = median_ms(o.repeat, [&] { flash_attn(p.q_view, p.k_view, p.v_view, outputs, options); });
 
   BenchRow row;
   row.backend = backend_name(active_backend());
@@ -262,7 +301,7 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   row.softcap = o.softcap, row.dropout_p = o.dropout_p, row.alibi = o.alibi;
   row.threads = num_threads();
   row.repeat = static_cast<int>(o.repeat);
-  row.ms = ms[ms.size() / 2];
+  row.ms = kernel_ms;
   row.gflops = forward_flops(params) / (row.ms * 1e-3) / 1e9;
   row.path = math_path_name(ceiling.path);
   row.peak_gflops = ceiling.peak_gflops;
@@ -270,6 +309,7 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   row.workspace_bytes = forward_workspace_bytes(params);
   row.tensor_mb = static_cast<double>(p.tensor_bytes()) / kMiB;
   row.verdict = check_rows(params, sample_rows(params, kSampledRows, kInputSeed));
+  run_baseline(o, params, row);
   row.peak_rss_mb = peak_rss_mb();
   return row;
 }

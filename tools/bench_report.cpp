@@ -18,6 +18,9 @@ std::string format(const char* spec, double x) {
   return buffer;
 }
 
+// "-" for NaN (a skipped baseline).
+std::string optional_number(const char* spec, double x) { return std::isnan(x) ? "-" : format(spec, x); }
+
 std::string mask_label(const BenchRow& r) {
   if (r.window_left < 0 && r.window_right < 0) return "none";
   if (r.causal && r.window_left < 0) return "causal";
@@ -65,6 +68,9 @@ std::vector<Column> table_columns() {
       {"%peak", true, [](const BenchRow& r) { return format("%.1f", 100 * r.fraction_of_peak); }},
       {"max_abs_err", true, [](const BenchRow& r) { return format("%.2e", r.verdict.max_abs_err); }},
       {"bound", true, [](const BenchRow& r) { return format("%.2e", r.verdict.bound); }},
+      {"baseline", false, [](const BenchRow& r) { return r.baseline; }},
+      {"base_ms", true, [](const BenchRow& r) { return optional_number("%.3f", r.baseline_ms); }},
+      {"speedup", true, [](const BenchRow& r) { return optional_number("%.2f", r.speedup_vs_baseline); }},
       {"ws_MiB", true, [](const BenchRow& r) { return format("%.1f", static_cast<double>(r.workspace_bytes) / kMiB); }},
       {"tensor_MiB", true, [](const BenchRow& r) { return format("%.1f", r.tensor_mb); }},
       {"rss_MiB", true, [](const BenchRow& r) { return format("%.1f", r.peak_rss_mb); }},
@@ -132,7 +138,9 @@ void print_json_line(std::ostream& os, const BenchRow& r) {
      << ", \"gflops\": " << json_number(r.gflops) << ", \"path\": " << json_string(r.path)
      << ", \"peak_gflops\": " << json_number(r.peak_gflops)
      << ", \"fraction_of_peak\": " << json_number(r.fraction_of_peak)
-     << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
+     << ", \"baseline\": " << json_string(r.baseline) << ", \"baseline_note\": " << json_string(r.baseline_note)
+     << ", \"baseline_ms\": " << json_number(r.baseline_ms)
+     << ", \"speedup_vs_baseline\": " << json_number(r.speedup_vs_baseline) << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
      << ", \"tensor_mb\": " << json_number(r.tensor_mb) << ", \"max_abs_err\": " << json_number(v.max_abs_err)
      << ", \"err_bound\": " << json_number(v.bound) << ", \"lse_err\": " << json_number(v.lse_err)
      << ", \"lse_bound\": " << json_number(v.lse_bound) << ", \"rows_checked\": " << v.rows_checked

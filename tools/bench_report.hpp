@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <ostream>
 #include <span>
 #include <string>
@@ -25,8 +26,14 @@ struct BenchRow {
   std::string path;   // "fma" / "bf16_dot": the instruction of the kernel's inner products
   double peak_gflops = 0;       // of `path` at this ISA and thread count, measured in-process
   double fraction_of_peak = 0;  // gflops / peak_gflops
+  // The unfused baseline (unfused_baseline.hpp) on the same inputs: "openblas",
+  // "own" (its GEMM) or "none" (skipped: times NaN, null in JSON).
+  std::string baseline = "none";
+  std::string baseline_note;  // "OpenBLAS <core>", "own <isa>", or why it was skipped
+  double baseline_ms = std::numeric_limits<double>::quiet_NaN();          // median, like ms
+  double speedup_vs_baseline = std::numeric_limits<double>::quiet_NaN();  // baseline_ms / ms
   std::int64_t workspace_bytes = 0;  // the library's scratch memory (forward_workspace_bytes)
-  double peak_rss_mb = 0;  // the process's peak resident set after this row, MiB
+  double peak_rss_mb = 0;  // the process's peak resident set after this row (and its baseline), MiB
   double tensor_mb = 0;    // q, k, v, out and lse, MiB: peak_rss_mb minus this is the overhead
   OracleVerdict verdict;
 };

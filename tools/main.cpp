@@ -44,9 +44,17 @@ flashattn bench flags (defaults in brackets):
   --backend NAME     cpu or reference
   --repeat R         timed runs after one warm-up [5]
   --json             one JSON object per line instead of the table
+  --no-baseline      skip the unfused baseline
+  --baseline-gemm G  the baseline's GEMM: openblas or own
+                     [openblas when libopenblas.so.0 loads, else own]
 
-Each row: median ms, GFLOP/s over kept (i, j) pairs, max abs error of 16
-sampled rows vs the fp64 reference, and the oracle verdict
+Each row: median ms, GFLOP/s over kept (i, j) pairs, the arithmetic peak of
+the kernel's path (fma, or bf16_dot for bf16 on avx512_bf16) measured in this
+process and the fraction of it, the unfused baseline (S = QK^T materialised,
+softmax, PV; skipped with softcap, alibi, dropout or a > 1 GiB S per head)
+and the speedup over it, the library's workspace, the size of q, k, v, out
+and lse and the process's peak RSS (MiB), max abs error of 16 sampled rows vs
+the fp64 reference, and the oracle verdict
 (error <= 2 x naive-in-dtype error + unit roundoff x max |ref|).
 Exit status: 0 ok, 1 an oracle verdict failed, 2 bad arguments.
 )";
