@@ -49,6 +49,10 @@ struct BenchOptions {
   std::int64_t repeat = 5;
   bool baseline = true;                     // --no-baseline: false
   std::optional<GemmBackend> baseline_gemm;  // unset: openblas when it loads, else own
+  // --sweep: every seqlen x head dim {64, 128}, non-causal and causal.
+  bool sweep = false;
+  std::vector<std::int64_t> sweep_seqlens{512, 1024, 2048, 4096, 8192, 16384};
+  std::vector<std::string_view> flags_given;
   // Library settings; unset: leave the library's (environment) choice.
   std::optional<int> threads;
   std::optional<Isa> isa;
@@ -70,6 +74,17 @@ GemmBackend parse_gemm(Sv flag, Sv text) {
 }
 
 std::int64_t parse_size(Sv flag, Sv text) { return cli::parse_int(flag, text, 1, std::int64_t{1} << 31); }
+
+// "A,B,C": sizes, at least one.
+std::vector<std::int64_t> parse_size_list(Sv flag, Sv text) {
+  std::vector<std::int64_t> sizes;
+  for (std::size_t start = 0;;) {
+    const std::size_t comma = text.find(',', start);
+    sizes.push_back(parse_size(flag, text.substr(start, comma == Sv::npos ? Sv::npos : comma - start)));
+    if (comma == Sv::npos) return sizes;
+    start = comma + 1;
+  }
+}
 
 void parse_window(BenchOptions& o, Sv flag, Sv text) {
   const auto [left, right] = cli::parse_int_pair(flag, text, -1);
@@ -106,7 +121,21 @@ constexpr Flag kFlags[] = {
     {"--json", false, [](BenchOptions& o, Sv, Sv) { o.json = true; }},
     {"--no-baseline", false, [](BenchOptions& o, Sv, Sv) { o.baseline = false; }},
     {"--baseline-gemm", true, [](BenchOptions& o, Sv f, Sv v) { o.baseline_gemm = parse_gemm(f, v); }},
+    {"--sweep", false, [](BenchOptions& o, Sv, Sv) { o.sweep = true; }},
+    {"--sweep-seqlens", true, [](BenchOptions& o, Sv f, Sv v) { o.sweep_seqlens = parse_size_list(f, v); }},
 };
+
+// Flags that --sweep sets itself.
+constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-dim", "--causal", "--window"};
+
+void check_sweep_flags(const BenchOptions& o) {
+  auto given = [&](Sv flag) { return std::find(o.flags_given.begin(), o.flags_given.end(), flag) != o.flags_given.end(); };
+  if (given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
+  if (!o.sweep) return;
+  for (Sv flag : kSweptFlags) {
+    if (given(flag)) throw CliError("bench: --sweep sets seqlen, head dim and mask itself; drop " + std::string(flag));
+  }
+}
 // clang-format on
 
 BenchOptions parse_bench_options(std::span<const std::string_view> args) {
@@ -119,7 +148,9 @@ BenchOptions parse_bench_options(std::span<const std::string_view> args) {
     if (known == std::end(kFlags))
       throw CliError("bench: unknown flag '" + std::string(flag) + "' (see flashattn --help)");
     known->apply(o, flag, known->takes_value ? cursor.value_of(flag) : Sv{});
+    o.flags_given.push_back(known->name);
   }
+  check_sweep_flags(o);
   if (o.heads_kv == 0) o.heads_kv = o.heads;
   if (o.baseline_gemm == GemmBackend::openblas && o.baseline && !openblas_available()) {
     throw CliError("--baseline-gemm openblas: libopenblas.so.0 does not load (install libopenblas0-pthread)");
@@ -314,24 +345,63 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   return row;
 }
 
-}  // namespace
+// The problems to run: `o` itself, or with --sweep one per (seqlen, head
+// dim), each giving two rows (non-causal and causal).
+std::vector<BenchOptions> problems_of(const BenchOptions& o) {
+  if (!o.sweep) return {o};
+  std::vector<BenchOptions> points;
+  for (std::int64_t seqlen : o.sweep_seqlens) {
+    for (std::int64_t head_dim : {64, 128}) {
+      BenchOptions point = o;
+      point.seqlen_q = point.seqlen_k = seqlen;
+      point.head_dim = head_dim;
+      points.push_back(point);
+    }
+  }
+  return points;
+}
 
-int run_bench(std::span<const std::string_view> args) {
-  const BenchOptions o = parse_bench_options(args);
-  apply_settings(o);
+// Allocates and fills the problem, after rejecting bad sizes and options.
+Problem prepare_problem(const BenchOptions& o, std::vector<FlashAttnOptions>& configs) {
   Problem problem = make_problem(o);
-  const std::vector<FlashAttnOptions> configs = configurations(o, problem);
-  for (const FlashAttnOptions& options : configs) {  // reject bad sizes / options before the slow work
+  configs = configurations(o, problem);
+  for (const FlashAttnOptions& options : configs) {
     frontend::flash_attn_params("flash_attn", problem.q_view, problem.k_view, problem.v_view,
                                 {.out = problem.out_view, .softmax_lse = problem.lse_view}, options);
   }
   std::mt19937_64 rng(kInputSeed);
   for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v}) randomize(*input, o.dtype, rng);
+  return problem;
+}
+
+// "sweep 3/24: seqlen=1024 d=64 causal" on stderr.
+void print_progress(const BenchOptions& point, const FlashAttnOptions& options, std::size_t done, std::size_t total) {
+  std::cerr << "sweep " << done << '/' << total << ": seqlen=" << point.seqlen_q << " d=" << point.head_dim
+            << (options.causal ? " causal" : " non-causal") << std::endl;
+}
+
+}  // namespace
+
+int run_bench(std::span<const std::string_view> args) {
+  const BenchOptions o = parse_bench_options(args);
+  apply_settings(o);
+  const std::vector<BenchOptions> points = problems_of(o);
+  for (const BenchOptions& point : points) check_fits_in_memory(point);  // before the slow work
+  std::vector<FlashAttnOptions> configs;
+  std::optional<Problem> problem = prepare_problem(points.front(), configs);  // validates the shared flags
   const Ceiling ceiling = measure_ceiling(o);
+  const std::size_t total_rows = points.size() * configs.size();
   std::vector<BenchRow> rows;
-  for (const FlashAttnOptions& options : configs) {
-    rows.push_back(run_configuration(o, problem, options, ceiling));
-    if (o.json) print_json_line(std::cout, rows.back());
+  for (std::size_t at = 0; at < points.size(); ++at) {
+    if (at > 0) {
+      problem.reset();  // one problem in memory at a time
+      problem = prepare_problem(points[at], configs);
+    }
+    for (const FlashAttnOptions& options : configs) {
+      if (o.sweep) print_progress(points[at], options, rows.size() + 1, total_rows);
+      rows.push_back(run_configuration(points[at], *problem, options, ceiling));
+      if (o.json) print_json_line(std::cout, rows.back());
+    }
   }
   if (!o.json) print_table(std::cout, rows);
   const bool all_ok = std::all_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.verdict.ok; });

@@ -47,6 +47,11 @@ flashattn bench flags (defaults in brackets):
   --no-baseline      skip the unfused baseline
   --baseline-gemm G  the baseline's GEMM: openblas or own
                      [openblas when libopenblas.so.0 loads, else own]
+  --sweep            one row per seqlen x head dim {64, 128} x {non-causal,
+                     causal} (sets --seqlen, --head-dim and the mask; the
+                     other flags apply to every row); progress on stderr
+  --sweep-seqlens L  the sweep's seqlens, comma separated
+                     [512,1024,2048,4096,8192,16384]
 
 Each row: median ms, GFLOP/s over kept (i, j) pairs, the arithmetic peak of
 the kernel's path (fma, or bf16_dot for bf16 on avx512_bf16) measured in this

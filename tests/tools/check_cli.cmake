@@ -1,6 +1,7 @@
 # Runs the flashattn command line once and checks what it did.
 #   cmake -DCLI=<binary> -DARGS="<args, space separated>" -DEXPECT_RC=<status>
 #         [-DEXPECT_STDOUT=<regex>]        stdout must match
+#         [-DEXPECT_STDERR=<regex>]        stderr must match
 #         [-DEXPECT_STDERR_LINES=<n>]      stderr has exactly n lines
 #         [-DEXPECT_JSON_LINES=<n>]        stdout is n lines, each a JSON object with
 #                                          every key of JSON_KEYS (comma separated)
@@ -18,6 +19,10 @@ endif()
 
 if(DEFINED EXPECT_STDOUT AND NOT out MATCHES "${EXPECT_STDOUT}")
   message(FATAL_ERROR "stdout does not match '${EXPECT_STDOUT}'\n${context}")
+endif()
+
+if(DEFINED EXPECT_STDERR AND NOT err MATCHES "${EXPECT_STDERR}")
+  message(FATAL_ERROR "stderr does not match '${EXPECT_STDERR}'\n${context}")
 endif()
 
 if(DEFINED EXPECT_STDERR_LINES)
