@@ -94,6 +94,18 @@ struct AttentionParams {
   std::int64_t probs_head_stride = 0;
   std::int64_t probs_row_stride = 0;
 
+  // Backward (run_backward). Inputs: dout like out, and the forward's out
+  // and lse (read, not written). Outputs: dq like q, dk like k, dv like v;
+  // GQA/MQA: dk, dv of a kv head sum over its query heads.
+  const void* dout = nullptr;
+  BshdStrides dout_stride;
+  void* dq = nullptr;
+  void* dk = nullptr;
+  void* dv = nullptr;
+  BshdStrides dq_stride, dk_stride, dv_stride;
+  // dq, dk, dv bitwise reproducible across runs and thread counts.
+  bool deterministic = false;
+
   bool is_varlen() const { return cu_seqlens_q != nullptr; }
 };
 

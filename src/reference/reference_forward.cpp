@@ -6,57 +6,12 @@
 
 #include "core/dropout.hpp"
 #include "core/mask.hpp"
+#include "reference/reference_rows.hpp"
 
 namespace flashattn::reference {
 namespace {
 
-double load(const void* base, DType dtype, std::int64_t index) {
-  switch (dtype) {
-    case DType::f32: return static_cast<const float*>(base)[index];
-    case DType::f64: return static_cast<const double*>(base)[index];
-    case DType::bf16: return to_float(static_cast<const bfloat16*>(base)[index]);
-    case DType::f16: return to_float(static_cast<const float16*>(base)[index]);
-    default: return 0.0;
-  }
-}
-
-void store(void* base, DType dtype, std::int64_t index, double x) {
-  switch (dtype) {
-    case DType::f32: static_cast<float*>(base)[index] = static_cast<float>(x); break;
-    case DType::f64: static_cast<double*>(base)[index] = x; break;
-    case DType::bf16: static_cast<bfloat16*>(base)[index] = to_bfloat16(static_cast<float>(x)); break;
-    case DType::f16: static_cast<float16*>(base)[index] = to_float16(static_cast<float>(x)); break;
-    default: break;
-  }
-}
-
-// Rounds an intermediate value to the emulated precision.
-double round_to(DType precision, double x) {
-  switch (precision) {
-    case DType::f32: return static_cast<float>(x);
-    case DType::bf16: return to_float(to_bfloat16(static_cast<float>(x)));
-    case DType::f16: return to_float(to_float16(static_cast<float>(x)));
-    default: return x;
-  }
-}
-
-// Where sequence b lives (re-derived here, independent of the kernels).
-struct Extent {
-  std::int64_t q_start, k_start, seqlen_q, seqlen_k;
-  std::int64_t result_row;  // first row of this sequence in ReferenceOutput
-};
-
-Extent extent_of(const AttentionParams& p, std::int64_t b) {
-  if (p.cu_seqlens_q == nullptr) {
-    return {0, 0, p.seqlen_q, p.seqused_k ? p.seqused_k[b] : p.seqlen_k, b * p.seqlen_q};
-  }
-  const std::int64_t qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
-  return {qs, ks, p.cu_seqlens_q[b + 1] - qs, p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - ks, qs};
-}
-
-std::int64_t total_rows(const AttentionParams& p) {
-  return p.cu_seqlens_q ? p.cu_seqlens_q[p.batch] : p.batch * p.seqlen_q;
-}
+using namespace detail;
 
 // One (batch, head, row) of naive attention with accumulator type Acc.
 template <typename Acc>
@@ -64,27 +19,9 @@ ReferenceRow attend_row(const AttentionParams& p, DType precision, std::int64_t 
   const Extent e = extent_of(p, b);
   const std::int64_t hk = h / (p.heads_q / p.heads_kv);
   const double neg_inf = -std::numeric_limits<double>::infinity();
-  const std::int64_t q_at = b * p.q_stride.batch + (e.q_start + i) * p.q_stride.row + h * p.q_stride.head;
-  const double slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0;
-
-  std::vector<double> scores(e.seqlen_k, neg_inf);  // (seqlen_k,)
-  double row_max = neg_inf;
-  for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
-    if (!core::is_kept(p.mask, i, j, e.seqlen_q, e.seqlen_k)) continue;
-    const std::int64_t k_at = b * p.k_stride.batch + (e.k_start + j) * p.k_stride.row + hk * p.k_stride.head;
-    Acc dot = 0;
-    for (std::int64_t c = 0; c < p.head_dim; ++c) {
-      dot += static_cast<Acc>(load(p.q, p.dtype, q_at + c)) * static_cast<Acc>(load(p.k, p.dtype, k_at + c));
-    }
-    double s = round_to(precision, static_cast<double>(dot) * p.softmax_scale);
-    if (p.softcap > 0) s = round_to(precision, p.softcap * std::tanh(s / p.softcap));
-    if (p.alibi_slopes) {
-      const double dist = std::abs(static_cast<double>(i + e.seqlen_k - e.seqlen_q - j));
-      s = round_to(precision, s - slope * dist);
-    }
-    scores[j] = s;
-    row_max = std::max(row_max, s);
-  }
+  const RowScores sc = row_scores<Acc>(p, precision, e, b, h, i);
+  const std::vector<double>& scores = sc.final_score;  // (seqlen_k,)
+  const double row_max = sc.row_max;
 
   ReferenceRow row{std::vector<double>(p.head_dim_v, 0.0), neg_inf, {}};
   if (p.probs) row.probs.assign(e.seqlen_k, 0.0);
@@ -103,7 +40,7 @@ ReferenceRow attend_row(const AttentionParams& p, DType precision, std::int64_t 
     if (p.probs) row.probs[j] = dropped ? -prob : prob;
     if (dropped) continue;
     if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
-    const std::int64_t v_at = b * p.v_stride.batch + (e.k_start + j) * p.v_stride.row + hk * p.v_stride.head;
+    const std::int64_t v_at = offset_of(p.v_stride, b, e.k_start + j, hk);
     for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
       acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
     }
@@ -131,7 +68,7 @@ double unit_roundoff(DType dtype) {
 
 ReferenceOutput reference_forward(const AttentionParams& p, DType precision) {
   ReferenceOutput result;
-  result.rows = total_rows(p);
+  result.rows = total_rows_q(p);
   result.out.assign(result.rows * p.heads_q * p.head_dim_v, 0.0);
   result.lse.assign(p.heads_q * result.rows, -std::numeric_limits<double>::infinity());
   if (p.probs) result.probs.assign(p.batch * p.heads_q * p.seqlen_q * p.seqlen_k, 0.0);
