@@ -37,7 +37,9 @@ void score_kernel(benchmark::State& state) {
   Buffer<typename Math::Elem> k(kTileKeys * head_dim), qt(head_dim * lanes);
   Buffer<float> st(kTileKeys * lanes);
   for (auto _ : state) {
-    score_product_cols<Math>(cols, kTileKeys, steps, k.data, qt.data, st.data);
+    with_cols(cols, [&]<int Cols>() {
+      score_product<Math, Cols>(kTileKeys, steps, k.data, steps * Math::kPack, qt.data, lanes, st.data, lanes);
+    });
     benchmark::DoNotOptimize(st.data);
     benchmark::ClobberMemory();
   }
@@ -54,7 +56,9 @@ void output_kernel(benchmark::State& state) {
   Buffer<float> ot(dv * lanes), alpha(lanes);
   for (std::int64_t i = 0; i < lanes; ++i) alpha.data[i] = 1.0f;
   for (auto _ : state) {
-    output_product_cols<Math>(cols, dv, kTileKeys / Math::kPack, v.data, pt.data, alpha.data, ot.data);
+    with_cols(cols, [&]<int Cols>() {
+      output_product<Math, Cols>(dv, kTileKeys / Math::kPack, v.data, dv, pt.data, lanes, alpha.data, ot.data);
+    });
     benchmark::DoNotOptimize(ot.data);
     benchmark::ClobberMemory();
   }

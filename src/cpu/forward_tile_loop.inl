@@ -112,7 +112,9 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
   const AttentionParams& p = *w.p;
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
-  score_product_cols<Math>(block.cols, n_pad, d.depth_steps, ws.kp, ws.qt + first * d.d_pad, ws.st);
+  with_cols(block.cols, [&]<int Cols>() {
+    score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width);
+  });
 
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
   for (std::int64_t k = 0; k < width; ++k) {
@@ -202,8 +204,10 @@ inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBloc
   if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
   const std::int64_t width = block.cols * kW;
   const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
-  output_product_cols<Math>(block.cols, d.dv_pad, n_pad / Math::kPack, ws.vp, pt, ws.alpha,
-                            ws.ot + block.first_lane * d.dv_pad);
+  with_cols(block.cols, [&]<int Cols>() {
+    output_product<Math, Cols>(d.dv_pad, n_pad / Math::kPack, ws.vp, d.dv_pad, pt, width, ws.alpha,
+                               ws.ot + block.first_lane * d.dv_pad);
+  });
 }
 
 inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {

@@ -55,36 +55,39 @@ inline void tile_product(std::int64_t steps, const typename Math::Elem* a, std::
   }
 }
 
-// S^T (key_rows x Cols vectors, row stride Cols * kWidth) = K Q^T for one
-// lane block. k: keys row by row, (key_rows, depth_steps * kPack); qt: the
-// block's queries as (depth_steps, lanes, kPack).
+// S^T (key_rows x Cols vectors) = K Q^T for one lane block, and every
+// product of that shape (the backward's dP^T = V dO^T). k: key rows of
+// k_row elements; qt: the block's queries as (depth_steps, lanes, kPack) with
+// lane stride ld_q; st: row stride ld_s.
 template <class Math, int Cols>
 inline void score_product(std::int64_t key_rows, std::int64_t depth_steps, const typename Math::Elem* k,
-                          const typename Math::Elem* qt, float* st) {
-  constexpr int R = Vec::kRows, ld = Cols * Vec::kWidth;
-  const std::int64_t k_row = depth_steps * Math::kPack;
+                          std::int64_t k_row, const typename Math::Elem* qt, std::int64_t ld_q, float* st,
+                          std::int64_t ld_s) {
+  constexpr int R = Vec::kRows;
   for (std::int64_t j = 0; j < key_rows; j += R) {
     Vec::Reg acc[R][Cols];
-    tile_product<Math, R, Cols>(depth_steps, k + j * k_row, k_row, Math::kPack, qt, ld * Math::kPack, acc);
+    tile_product<Math, R, Cols>(depth_steps, k + j * k_row, k_row, Math::kPack, qt, ld_q * Math::kPack, acc);
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld + v * Vec::kWidth, acc[r][v]);
+      for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld_s + v * Vec::kWidth, acc[r][v]);
   }
 }
 
-// O^T (dv_pad x Cols vectors) = alpha * O^T + V^T P^T for one lane block:
-// the tile's sum is formed on its own, then merged (blocked summation).
-// v: packed values (key_steps, dv_pad, kPack); pt: probabilities
-// (key_steps, lanes, kPack); alpha: the block's per-lane rescale factors.
+// O^T (rows x Cols vectors, row stride Cols * kWidth) = alpha * O^T + V^T P^T
+// for one lane block: the tile's sum is formed on its own, then merged
+// (blocked summation); alpha = 1 accumulates (the backward's dQ^T += K^T dS^T).
+// v: (key_steps, v_row, kPack), rows taken from its first `rows` columns;
+// pt: (key_steps, lanes, kPack) with lane stride ld_p; alpha: per lane.
 template <class Math, int Cols>
-inline void output_product(std::int64_t dv_pad, std::int64_t key_steps, const typename Math::Elem* v,
-                           const typename Math::Elem* pt, const float* alpha, float* ot) {
+inline void output_product(std::int64_t rows, std::int64_t key_steps, const typename Math::Elem* v,
+                           std::int64_t v_row, const typename Math::Elem* pt, std::int64_t ld_p, const float* alpha,
+                           float* ot) {
   constexpr int R = Vec::kRows, ld = Cols * Vec::kWidth;
   Vec::Reg a[Cols];
   for (int c = 0; c < Cols; ++c) a[c] = Vec::load(alpha + c * Vec::kWidth);
-  for (std::int64_t d = 0; d < dv_pad; d += R) {
+  for (std::int64_t d = 0; d < rows; d += R) {
     Vec::Reg acc[R][Cols];
-    tile_product<Math, R, Cols>(key_steps, v + d * Math::kPack, Math::kPack, dv_pad * Math::kPack, pt,
-                                ld * Math::kPack, acc);
+    tile_product<Math, R, Cols>(key_steps, v + d * Math::kPack, Math::kPack, v_row * Math::kPack, pt,
+                                ld_p * Math::kPack, acc);
     for (int r = 0; r < R; ++r)
       for (int c = 0; c < Cols; ++c) {
         float* o = ot + (d + r) * ld + c * Vec::kWidth;
@@ -93,21 +96,29 @@ inline void output_product(std::int64_t dv_pad, std::int64_t key_steps, const ty
   }
 }
 
-// Runtime lane-block width -> the compiled kernel for it.
-template <class Math, int Cols = Vec::kMaxCols>
-inline void score_product_cols(int cols, std::int64_t key_rows, std::int64_t depth_steps,
-                               const typename Math::Elem* k, const typename Math::Elem* qt, float* st) {
-  if constexpr (Cols > 1) {
-    if (cols < Cols) return score_product_cols<Math, Cols - 1>(cols, key_rows, depth_steps, k, qt, st);
+// C (rows x Cols vectors, row stride ldc) += A B with A read as
+// broadcast(a[r * a_row + s]) and B as vectors b[s * b_step ...]: the
+// backward's dV += P dO and dK += dS Q over the lanes of a chunk.
+template <class Math, int Cols>
+inline void add_product(std::int64_t rows, std::int64_t depth, const typename Math::Elem* a, std::int64_t a_row,
+                        const typename Math::Elem* b, std::int64_t b_step, float* c, std::int64_t ldc) {
+  constexpr int R = Vec::kRows;
+  for (std::int64_t j = 0; j < rows; j += R) {
+    Vec::Reg acc[R][Cols];
+    tile_product<Math, R, Cols>(depth, a + j * a_row, a_row, Math::kPack, b, b_step, acc);
+    for (int r = 0; r < R; ++r)
+      for (int v = 0; v < Cols; ++v) {
+        float* out = c + (j + r) * ldc + v * Vec::kWidth;
+        Vec::store(out, Vec::add(Vec::load(out), acc[r][v]));
+      }
   }
-  score_product<Math, Cols>(key_rows, depth_steps, k, qt, st);
 }
 
-template <class Math, int Cols = Vec::kMaxCols>
-inline void output_product_cols(int cols, std::int64_t dv_pad, std::int64_t key_steps, const typename Math::Elem* v,
-                                const typename Math::Elem* pt, const float* alpha, float* ot) {
+// Calls f.template operator()<Cols>() for a runtime cols in [1, kMaxCols].
+template <int Cols = Vec::kMaxCols, class F>
+inline void with_cols(int cols, F&& f) {
   if constexpr (Cols > 1) {
-    if (cols < Cols) return output_product_cols<Math, Cols - 1>(cols, dv_pad, key_steps, v, pt, alpha, ot);
+    if (cols < Cols) return with_cols<Cols - 1>(cols, f);
   }
-  output_product<Math, Cols>(dv_pad, key_steps, v, pt, alpha, ot);
+  f.template operator()<Cols>();
 }
