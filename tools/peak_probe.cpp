@@ -6,9 +6,10 @@
 #include "peak_probe.hpp"
 
 #include <immintrin.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <stdexcept>
@@ -158,35 +159,37 @@ Probe probe_for(Isa isa, MathPath path) {
   throw std::invalid_argument("peak_gflops: unknown isa");
 }
 
-struct Trial {
-  double seconds = 0;
-  double flops = 0;
-};
-
-// One run of the probe on the calling thread.
-double seconds_of(Probe probe, std::int64_t iterations) {
-  const auto start = std::chrono::steady_clock::now();
-  probe(iterations);
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+// CPU time of the calling thread: it stops while the thread is descheduled,
+// so another process on a shared machine does not lower the peak.
+double thread_cpu_seconds() {
+  timespec now{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+  return static_cast<double>(now.tv_sec) + 1e-9 * static_cast<double>(now.tv_nsec);
 }
 
-// Every thread runs `iterations` of the probe at once. The clock starts once
-// every thread is up (waking a thread can take milliseconds on a VM) and
-// stops when the last one is done.
-Trial run_trial(Probe probe, std::int64_t iterations, int threads) {
-  double flops = 0;
-  std::chrono::steady_clock::time_point start, end;
-#pragma omp parallel num_threads(threads) reduction(+ : flops)
+// One run of the probe on the calling thread: its CPU seconds.
+double seconds_of(Probe probe, std::int64_t iterations) {
+  const double start = thread_cpu_seconds();
+  probe(iterations);
+  return thread_cpu_seconds() - start;
+}
+
+// Every thread runs `iterations` of the probe at once (they start together,
+// after a barrier); GFLOP/s summed over the threads, each over its own CPU
+// time. More threads than CPUs cannot add up to more than the CPUs: the sum
+// is scaled down then. SMT siblings share a core's units while both accrue
+// CPU time, so they count right.
+double trial_gflops(Probe probe, std::int64_t iterations, int threads) {
+  double gflops = 0;
+#pragma omp parallel num_threads(threads) reduction(+ : gflops)
   {
 #pragma omp barrier
-#pragma omp master
-    start = std::chrono::steady_clock::now();
-    flops += probe(iterations);
-#pragma omp barrier
-#pragma omp master
-    end = std::chrono::steady_clock::now();
+    const double start = thread_cpu_seconds();
+    const double flops = probe(iterations);
+    gflops += flops / (thread_cpu_seconds() - start) / 1e9;
   }
-  return {std::chrono::duration<double>(end - start).count(), flops};
+  const long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  return cpus > 0 && threads > cpus ? gflops * static_cast<double>(cpus) / threads : gflops;
 }
 
 }  // namespace
@@ -203,9 +206,7 @@ double peak_gflops(Isa isa, MathPath path, int threads) {
   const Probe probe = probe_for(isa, path);
   threads = std::max(threads, 1);
   // Size the trials on the calling thread alone: double the length until
-  // two runs in a row last long enough to time. No barrier is involved, so
-  // a thread descheduled on a shared machine cannot make a short run look
-  // long and end the calibration early. This also wakes the clocks.
+  // two runs in a row last long enough to time. This also wakes the clocks.
   std::int64_t iterations = 1024;
   double seconds = 0;
   for (;;) {
@@ -215,10 +216,7 @@ double peak_gflops(Isa isa, MathPath path, int threads) {
   }
   iterations = static_cast<std::int64_t>(static_cast<double>(iterations) * kTrialSeconds / seconds) + 1;
   double best = 0;
-  for (int t = 0; t < kTrials; ++t) {
-    const Trial trial = run_trial(probe, iterations, threads);
-    best = std::max(best, trial.flops / trial.seconds / 1e9);
-  }
+  for (int t = 0; t < kTrials; ++t) best = std::max(best, trial_gflops(probe, iterations, threads));
   return best;
 }
 

@@ -24,9 +24,11 @@ std::string_view math_path_name(MathPath path);
 MathPath math_path_of(Isa isa, DType dtype);
 
 // Peak GFLOP/s of `path` at `isa`'s width, summed over `threads` OpenMP
-// threads: a register-blocked loop of independent accumulator chains, timed
-// for ~40 ms per trial, best of 3. Throws std::invalid_argument for bf16_dot
-// on an ISA other than avx512_bf16. The CPU must support `isa`.
+// threads running at once: a register-blocked loop of independent
+// accumulator chains, ~40 ms per thread per trial, best of 3. Each thread is
+// timed by its own CPU time, so time spent descheduled (a shared machine)
+// does not lower the peak. Throws std::invalid_argument for bf16_dot on an
+// ISA other than avx512_bf16. The CPU must support `isa`.
 double peak_gflops(Isa isa, MathPath path, int threads);
 
 }  // namespace flashattn::tools
