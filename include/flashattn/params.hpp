@@ -119,4 +119,14 @@ void run_forward(const AttentionParams& params);
 // does not grow with seqlen_q x seqlen_k.
 std::int64_t forward_workspace_bytes(const AttentionParams& params);
 
+// The backward of run_forward: reads q, k, v, out, lse and dout, writes dq,
+// dk and dv (params trusted, like run_forward). The CPU backward is
+// deterministic whatever params.deterministic says: bitwise identical
+// results for every run and thread count.
+void run_backward(const AttentionParams& params);
+
+// Bytes of scratch memory run_backward(params) allocates with the current
+// settings: per-thread tiles plus fp32 dq accumulators (linear in seqlen_q).
+std::int64_t backward_workspace_bytes(const AttentionParams& params);
+
 }  // namespace flashattn

@@ -1,4 +1,4 @@
-// Entry points of the per-ISA forward kernels (one namespace per ISA).
+// Entry points of the per-ISA forward and backward kernels (one namespace per ISA).
 #pragma once
 
 #include <cstdint>
@@ -14,16 +14,21 @@ struct ExecConfig {
   int threads = 1;
 };
 
-#define FLASHATTN_DECLARE_CPU_FORWARD(isa)                                            \
-  namespace isa {                                                                     \
-  void forward(const AttentionParams& params, const ExecConfig& exec);                \
-  std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec); \
+#define FLASHATTN_DECLARE_CPU_FORWARD(isa)                                                     \
+  namespace isa {                                                                              \
+  void forward(const AttentionParams& params, const ExecConfig& exec);                         \
+  std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);          \
+  void backward(const AttentionParams& params, const ExecConfig& exec);                        \
+  std::int64_t backward_workspace_bytes(const AttentionParams& params, const ExecConfig& exec); \
   }
 
 FLASHATTN_DECLARE_CPU_FORWARD(scalar)
 FLASHATTN_DECLARE_CPU_FORWARD(avx2)
 FLASHATTN_DECLARE_CPU_FORWARD(avx512)
-FLASHATTN_DECLARE_CPU_FORWARD(avx512_bf16)  // bf16 inputs with vdpbf16ps; other dtypes run avx512
+namespace avx512_bf16 {  // bf16 inputs with vdpbf16ps; other dtypes run avx512; no backward of its own yet
+void forward(const AttentionParams& params, const ExecConfig& exec);
+std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);
+}  // namespace avx512_bf16
 
 #undef FLASHATTN_DECLARE_CPU_FORWARD
 

@@ -106,4 +106,25 @@ ReferenceGrads reference_backward(const AttentionParams& p, DType precision) {
   return g;
 }
 
+void reference_backend_backward(const AttentionParams& p) {
+  const ReferenceGrads g = reference_backward(p, DType::f64);
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const Extent e = extent_of(p, b);
+    const std::int64_t full_k = p.cu_seqlens_k ? p.cu_seqlens_k[b + 1] - e.k_start : p.seqlen_k;
+    for (std::int64_t i = 0; i < e.seqlen_q; ++i)
+      for (std::int64_t h = 0; h < p.heads_q; ++h)
+        for (std::int64_t c = 0; c < p.head_dim; ++c)
+          store(p.dq, p.dtype, offset_of(p.dq_stride, b, e.q_start + i, h) + c,
+                g.dq[((e.result_row + i) * p.heads_q + h) * p.head_dim + c]);
+    for (std::int64_t j = 0; j < full_k; ++j)  // keys past seqused_k: 0 in g
+      for (std::int64_t h = 0; h < p.heads_kv; ++h) {
+        const std::int64_t at = (e.result_row_k + j) * p.heads_kv + h;
+        for (std::int64_t c = 0; c < p.head_dim; ++c)
+          store(p.dk, p.dtype, offset_of(p.dk_stride, b, e.k_start + j, h) + c, g.dk[at * p.head_dim + c]);
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c)
+          store(p.dv, p.dtype, offset_of(p.dv_stride, b, e.k_start + j, h) + c, g.dv[at * p.head_dim_v + c]);
+      }
+  }
+}
+
 }  // namespace flashattn::reference

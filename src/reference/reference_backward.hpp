@@ -31,4 +31,8 @@ struct ReferenceGrads {
 // to `precision`) — the comparison point of the oracle rule for gradients.
 ReferenceGrads reference_backward(const AttentionParams& params, DType precision = DType::f64);
 
+// The `reference` backend's backward: reference_backward in f64, stored into
+// params.dq, dk and dv in params.dtype.
+void reference_backend_backward(const AttentionParams& params);
+
 }  // namespace flashattn::reference

@@ -1,0 +1,23 @@
+// The CPU backward compiled for the scalar instruction set (see forward_scalar.cpp).
+#include "cpu/forward_includes.hpp"
+FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_SCALAR)
+namespace flashattn::cpu::scalar {
+
+namespace {  // internal linkage: nothing ISA-specific is visible outside this file
+#include "cpu/vec_scalar.inl"
+#include "cpu/vec_tanh.inl"
+#include "cpu/vec_philox.inl"
+#include "cpu/micro_kernel.inl"
+#include "cpu/forward_workspace.inl"
+#include "cpu/forward_tile_loop.inl"
+#include "cpu/backward_tile_loop.inl"
+}  // namespace
+
+void backward(const AttentionParams& params, const ExecConfig& exec) { run_backward_tiles(params, exec); }
+
+std::int64_t backward_workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
+  return backward_workspace_bytes_of(params, exec);
+}
+
+}  // namespace flashattn::cpu::scalar
+FLASHATTN_ISA_END
