@@ -60,7 +60,7 @@ def title_of(rows):
 
 
 def plot(rows, output):
-    figure, (speed, fraction) = plt.subplots(1, 2, figsize=(13, 5))
+    figure, (speed, fraction) = plt.subplots(1, 2, figsize=(13, 6.5))
     for (head_dim, causal), points in series_of(rows).items():
         seqlens = [r["seqlen_q"] for r in points]
         label = f"d={head_dim} {'causal' if causal else 'non-causal'}"
@@ -83,8 +83,8 @@ def plot(rows, output):
         axis.set_ylim(bottom=0)
         axis.grid(True, alpha=0.3)
     fraction.set_ylim(0, max(1.0, max(r["fraction_of_peak"] for r in rows) * 1.05))
-    speed.legend(fontsize="small")
-    fraction.legend(fontsize="small")
+    for axis in (speed, fraction):  # below the panels, clear of the lines
+        axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     figure.suptitle(title_of(rows))
     figure.tight_layout()
     figure.savefig(output, dpi=110, format="png")
