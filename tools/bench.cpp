@@ -277,8 +277,6 @@ double peak_rss_mb() {
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
 }
 
-constexpr double kMiB = 1024.0 * 1024.0;
-
 // Median milliseconds of `repeat` calls of fn after one warm-up call (the
 // upper median for an even count).
 template <typename Fn>

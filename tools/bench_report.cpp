@@ -10,8 +10,6 @@
 namespace flashattn::tools {
 namespace {
 
-constexpr double kMiB = 1024.0 * 1024.0;
-
 std::string format(const char* spec, double x) {
   char buffer[64];
   std::snprintf(buffer, sizeof buffer, spec, x);

@@ -12,6 +12,8 @@
 
 namespace flashattn::tools {
 
+constexpr double kMiB = 1024.0 * 1024.0;
+
 struct BenchRow {
   std::string backend, isa, dtype;
   std::int64_t batch = 0, heads = 0, heads_kv = 0, seqlen_q = 0, seqlen_k = 0, head_dim = 0;
