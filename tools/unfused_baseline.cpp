@@ -110,8 +110,10 @@ const OpenBlas& openblas() {
   static const OpenBlas library = [] {
     OpenBlas blas;
     const std::vector<Isa> isas = supported_isas();
-    // Read once, when OpenBLAS loads: it must be set before dlopen.
-    if (std::find(isas.begin(), isas.end(), Isa::avx512) != isas.end()) setenv("OPENBLAS_CORETYPE", "SkylakeX", 0);
+    // Read once, when OpenBLAS loads: it must be set before dlopen. Overrides
+    // the environment (some set Haswell globally): the baseline is meant to
+    // be OpenBLAS at its best on this CPU.
+    if (std::find(isas.begin(), isas.end(), Isa::avx512) != isas.end()) setenv("OPENBLAS_CORETYPE", "SkylakeX", 1);
     void* handle = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);  // kept loaded for the process
     if (handle == nullptr) return blas;
     blas.sgemm = reinterpret_cast<OpenBlas::Sgemm>(dlsym(handle, "cblas_sgemm"));

@@ -25,7 +25,7 @@ enum class GemmBackend { openblas, own };
 std::string_view gemm_backend_name(GemmBackend backend);
 
 // Whether libopenblas.so.0 loads and has cblas_sgemm. The first call loads it,
-// after setting OPENBLAS_CORETYPE=SkylakeX (unless already set) on CPUs with
+// after setting OPENBLAS_CORETYPE=SkylakeX (overriding the environment) on CPUs with
 // AVX-512, which OpenBLAS 0.3.21 does not recognise on AMD Zen 4/5.
 bool openblas_available();
 

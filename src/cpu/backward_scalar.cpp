@@ -1,6 +1,5 @@
 // The CPU backward compiled for the scalar instruction set (see forward_scalar.cpp).
 #include "cpu/forward_includes.hpp"
-FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_SCALAR)
 namespace flashattn::cpu::scalar {
 
 namespace {  // internal linkage: nothing ISA-specific is visible outside this file
@@ -20,4 +19,3 @@ std::int64_t backward_workspace_bytes(const AttentionParams& params, const ExecC
 }
 
 }  // namespace flashattn::cpu::scalar
-FLASHATTN_ISA_END

@@ -1,7 +1,6 @@
 // The CPU forward compiled for the baseline instruction set (no FMA).
-// Shared headers first (baseline code), then this ISA's region: see isa_region.hpp.
+// Baseline code: no target region (see isa_region.hpp).
 #include "cpu/forward_includes.hpp"
-FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_SCALAR)
 namespace flashattn::cpu::scalar {
 
 namespace {  // internal linkage: nothing ISA-specific is visible outside this file
@@ -20,4 +19,3 @@ std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& ex
 }
 
 }  // namespace flashattn::cpu::scalar
-FLASHATTN_ISA_END

@@ -104,19 +104,13 @@ inline void pack_tile(const WorkItem& w, const ForwardDims& d, std::int64_t key_
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
 
-// S^T of one lane block against the packed tile, with every score hook
-// applied: -inf where masked and in the key rows [n, n_pad).
+// softcap, alibi and the mask on the block's scaled scores, in that order.
 template <class Math>
-inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
-                        std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws) {
+inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
+                              bool masked, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
-  with_cols(block.cols, [&]<int Cols>() {
-    score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width);
-  });
-
-  const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
   for (std::int64_t k = 0; k < width; ++k) {
     const std::int64_t lane = first + k;
     if (masked) {
@@ -126,13 +120,12 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
     // |origin - j| is the lane's distance from key j: exact in float below 2^24.
     if (p.alibi_slopes) ws.alibi_origin[k] = static_cast<float>(ws.lane_row[lane] + sk - sq - key_begin);
   }
-  const Vec::Reg scale = Vec::set1(p.softmax_scale), cap = Vec::set1(p.softcap);
+  const Vec::Reg cap = Vec::set1(p.softcap);
   for (std::int64_t j = 0; j < n; ++j) {
     const Vec::Reg key = Vec::set1(static_cast<float>(j));
     for (std::int64_t v = 0; v < width; v += kW) {
       float* s = ws.st + j * width + v;
-      // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
-      Vec::Reg x = Vec::mul(Vec::load(s), scale);
+      Vec::Reg x = Vec::load(s);
       if (p.softcap > 0) x = Vec::mul(cap, vector_tanh(Vec::div(x, cap)));
       if (p.alibi_slopes)
         x = Vec::sub_product(x, Vec::load(ws.slope + first + v), Vec::abs(Vec::sub(Vec::load(ws.alibi_origin + v), key)));
@@ -140,6 +133,24 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
       Vec::store(s, x);
     }
   }
+}
+
+// S^T of one lane block against the packed tile, with every score hook
+// applied: -inf where masked and in the key rows [n, n_pad).
+template <class Math>
+inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
+                        std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws) {
+  const AttentionParams& p = *w.p;
+  const std::int64_t width = block.cols * kW, first = block.first_lane;
+  const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
+  // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
+  with_cols(block.cols, [&]<int Cols>() {
+    score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
+                              p.softmax_scale);
+  });
+
+  const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
+  if (masked || p.softcap > 0 || p.alibi_slopes) apply_score_hooks(w, block, key_begin, n, masked, ws);
   for (std::int64_t j = n; j < n_pad; ++j)
     for (std::int64_t v = 0; v < width; v += kW) Vec::store(ws.st + j * width + v, Vec::set1(kNegInf));
 }

@@ -59,16 +59,19 @@ inline void tile_product(std::int64_t steps, const typename Math::Elem* a, std::
 // product of that shape (the backward's dP^T = V dO^T). k: key rows of
 // k_row elements; qt: the block's queries as (depth_steps, lanes, kPack) with
 // lane stride ld_q; st: row stride ld_s.
+// Every product is multiplied by `scale` as it is stored (one rounding after
+// the dot product, like the naive algorithm's scale * (q.k)).
 template <class Math, int Cols>
 inline void score_product(std::int64_t key_rows, std::int64_t depth_steps, const typename Math::Elem* k,
                           std::int64_t k_row, const typename Math::Elem* qt, std::int64_t ld_q, float* st,
-                          std::int64_t ld_s) {
+                          std::int64_t ld_s, float scale = 1.0f) {
   constexpr int R = Vec::kRows;
+  const Vec::Reg factor = Vec::set1(scale);
   for (std::int64_t j = 0; j < key_rows; j += R) {
     Vec::Reg acc[R][Cols];
     tile_product<Math, R, Cols>(depth_steps, k + j * k_row, k_row, Math::kPack, qt, ld_q * Math::kPack, acc);
     for (int r = 0; r < R; ++r)
-      for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld_s + v * Vec::kWidth, acc[r][v]);
+      for (int v = 0; v < Cols; ++v) Vec::store(st + (j + r) * ld_s + v * Vec::kWidth, Vec::mul(acc[r][v], factor));
   }
 }
 
