@@ -144,23 +144,6 @@ struct BackwardItem {
   float* dq_stripe;      // (rows_q_total, heads_q, d_pad) fp32 of stripe g
 };
 
-// Splits the chunk's lane vectors into blocks like the forward does.
-inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
-  const std::int64_t vectors = (w.lanes() + kW - 1) / kW;
-  const std::int64_t count = (vectors + Vec::kMaxCols - 1) / Vec::kMaxCols;
-  std::int64_t lane = 0;
-  for (std::int64_t n = 0; n < count; ++n) {
-    LaneBlock& block = blocks[n];
-    block.first_lane = lane;
-    block.cols = static_cast<int>(vectors / count + (n < vectors % count ? 1 : 0));
-    const std::int64_t last = std::min(lane + block.cols * kW, w.lanes()) - 1;
-    block.row_begin = w.row_begin + lane / w.group;
-    block.row_end = w.row_begin + last / w.group + 1;
-    lane += block.cols * kW;
-  }
-  return count;
-}
-
 inline void load_f32_row(const void* base, DType dtype, std::int64_t at, std::int64_t n, std::int64_t n_pad,
                          float* dst) {
   F32Math::load_row(element_at(base, dtype, at), dtype, n, n_pad, dst);

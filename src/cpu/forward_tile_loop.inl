@@ -29,14 +29,14 @@ inline const void* element_at(const void* base, DType dtype, std::int64_t offset
 }
 
 // Splits the item's lane vectors into blocks of at most kMaxCols vectors, as
-// even as possible (a 4-vector item runs as 2 + 2, not 3 + 1).
-template <class Math>
-inline std::int64_t make_lane_blocks(const WorkItem& w, Workspace<Math>& ws) {
+// even as possible (a 4-vector item runs as 2 + 2, not 3 + 1); returns how
+// many. Shared by the forward and the backward.
+inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
   const std::int64_t vectors = (w.lanes() + kW - 1) / kW;
   const std::int64_t count = (vectors + Vec::kMaxCols - 1) / Vec::kMaxCols;
   std::int64_t lane = 0;
   for (std::int64_t n = 0; n < count; ++n) {
-    LaneBlock& block = ws.blocks[n];
+    LaneBlock& block = blocks[n];
     block.first_lane = lane;
     block.cols = static_cast<int>(vectors / count + (n < vectors % count ? 1 : 0));
     const std::int64_t last = std::min(lane + block.cols * kW, w.lanes()) - 1;
@@ -299,7 +299,7 @@ inline void write_probs(const WorkItem& w, const ForwardDims& d, const LaneBlock
 template <class Math>
 inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
-  const std::int64_t block_count = make_lane_blocks(w, ws);
+  const std::int64_t block_count = lane_blocks_of(w, ws.blocks);
   const LaneBlock* blocks = ws.blocks;
   start_item(w, d, blocks, block_count, ws);
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
