@@ -94,13 +94,6 @@ class BackwardWorkspace {
  private:
   BackwardWorkspace() : memory_(nullptr) {}
 
-  template <class T>
-  static T* take(std::uintptr_t& at, std::int64_t count) {
-    T* slot = reinterpret_cast<T*>(at);
-    at += static_cast<std::uintptr_t>(round_up(count * static_cast<std::int64_t>(sizeof(T)), 64));
-    return slot;
-  }
-
   std::uintptr_t carve(const BackwardDims& d, std::uintptr_t base) {
     std::uintptr_t at = base;
     const std::int64_t lanes = d.lanes_pad;

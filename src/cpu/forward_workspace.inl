@@ -8,6 +8,15 @@ constexpr std::int64_t kMaxBlockLanes = Vec::kMaxCols * Vec::kWidth;
 
 inline std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1) / m * m; }
 
+// The next `count` elements of T at address `at` (64-byte aligned slots),
+// advancing `at`: workspaces carve one allocation, or measure it from 0.
+template <class T>
+inline T* take(std::uintptr_t& at, std::int64_t count) {
+  T* slot = reinterpret_cast<T*>(at);
+  at += static_cast<std::uintptr_t>(round_up(count * static_cast<std::int64_t>(sizeof(T)), 64));
+  return slot;
+}
+
 // Lanes that go through the micro-kernel together: `cols` vectors starting
 // at lane first_lane; its real lanes hold query rows [row_begin, row_end).
 struct LaneBlock {
@@ -79,13 +88,6 @@ class Workspace {
 
  private:
   Workspace() : memory_(nullptr) {}
-
-  template <class T>
-  static T* take(std::uintptr_t& at, std::int64_t count) {
-    T* slot = reinterpret_cast<T*>(at);
-    at += static_cast<std::uintptr_t>(round_up(count * static_cast<std::int64_t>(sizeof(T)), 64));
-    return slot;
-  }
 
   // Points every slot into the memory at `base` (0: only measures); returns its end.
   std::uintptr_t carve(const ForwardDims& d, std::uintptr_t base) {
