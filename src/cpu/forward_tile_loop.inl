@@ -221,20 +221,6 @@ inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBloc
   });
 }
 
-inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {
-  switch (dtype) {
-    case DType::f32:
-      std::memcpy(dst, src, n * sizeof(float));
-      break;
-    case DType::bf16:
-      for (std::int64_t c = 0; c < n; ++c) static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]);
-      break;
-    default:
-      for (std::int64_t c = 0; c < n; ++c) static_cast<float16*>(dst)[c] = to_float16(src[c]);
-      break;
-  }
-}
-
 // out = O * (keep_scale / l) with one rounding (in float, keep_scale, the
 // quotient and the product would each round: up to ~2 ulp), and lse.
 template <class Math>

@@ -104,3 +104,40 @@ inline void convert_to_f32(const void* src, DType dtype, std::int64_t n, float* 
       return;
   }
 }
+
+// n fp32 values stored as dtype, bit-identical to dtype.hpp's to_bfloat16 /
+// to_float16: round to nearest even, NaN -> the same quiet NaN.
+inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {
+  auto* half = static_cast<std::uint16_t*>(dst);
+  std::int64_t c = 0;
+  auto narrow = [](__m256i x) {  // eight 32-bit values < 2^16 -> eight uint16
+    return _mm_packus_epi32(_mm256_castsi256_si128(x), _mm256_extracti128_si256(x, 1));
+  };
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case DType::bf16:
+      for (; c + 8 <= n; c += 8) {
+        const __m256 x = _mm256_loadu_ps(src + c);
+        const __m256i u = _mm256_castps_si256(x);
+        const __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+        const __m256i rounded = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(odd, _mm256_set1_epi32(0x7fff))), 16);
+        const __m256i quiet = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
+        const __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(half + c), narrow(_mm256_blendv_epi8(rounded, quiet, nan)));
+      }
+      for (; c < n; ++c) half[c] = to_bfloat16(src[c]).bits;
+      return;
+    default:
+      for (; c + 8 <= n; c += 8) {
+        const __m256 x = _mm256_loadu_ps(src + c);
+        const __m128i h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __m256i sign = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(x), 16), _mm256_set1_epi32(0x8000));
+        const __m128i quiet = narrow(_mm256_or_si256(sign, _mm256_set1_epi32(0x7e00)));
+        const __m256i nan32 = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+        const __m128i nan = _mm_packs_epi32(_mm256_castsi256_si128(nan32), _mm256_extracti128_si256(nan32, 1));
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(half + c), _mm_blendv_epi8(h, quiet, nan));
+      }
+      for (; c < n; ++c) half[c] = to_float16(src[c]).bits;
+      return;
+  }
+}

@@ -99,3 +99,36 @@ inline void convert_to_f32(const void* src, DType dtype, std::int64_t n, float* 
       return;
   }
 }
+
+// n fp32 values stored as dtype, bit-identical to dtype.hpp's to_bfloat16 /
+// to_float16: round to nearest even, NaN -> the same quiet NaN.
+inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {
+  auto* half = static_cast<std::uint16_t*>(dst);
+  std::int64_t c = 0;
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); return;
+    case DType::bf16:
+      for (; c + 16 <= n; c += 16) {
+        const __m512 x = _mm512_loadu_ps(src + c);
+        const __m512i u = _mm512_castps_si512(x);
+        const __m512i high = _mm512_srli_epi32(u, 16);
+        const __m512i odd = _mm512_and_si512(high, _mm512_set1_epi32(1));
+        __m512i bits = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(odd, _mm512_set1_epi32(0x7fff))), 16);
+        bits = _mm512_mask_or_epi32(bits, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), high, _mm512_set1_epi32(0x40));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(half + c), _mm512_cvtepi32_epi16(bits));
+      }
+      for (; c < n; ++c) half[c] = to_bfloat16(src[c]).bits;
+      return;
+    default:
+      for (; c + 16 <= n; c += 16) {
+        const __m512 x = _mm512_loadu_ps(src + c);
+        const __m512i sign = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(x), 16), _mm512_set1_epi32(0x8000));
+        const __m256i quiet = _mm512_cvtepi32_epi16(_mm512_or_si512(sign, _mm512_set1_epi32(0x7e00)));
+        const __m256i h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(half + c), _mm256_mask_mov_epi16(h, nan, quiet));
+      }
+      for (; c < n; ++c) half[c] = to_float16(src[c]).bits;
+      return;
+  }
+}

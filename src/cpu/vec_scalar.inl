@@ -51,3 +51,16 @@ inline void convert_to_f32(const void* src, DType dtype, std::int64_t n, float* 
       break;
   }
 }
+
+// n fp32 values stored as dtype, rounded to nearest even (dtype.hpp's rules).
+inline void store_row(const float* src, std::int64_t n, DType dtype, void* dst) {
+  switch (dtype) {
+    case DType::f32: std::memcpy(dst, src, n * sizeof(float)); break;
+    case DType::bf16:
+      for (std::int64_t c = 0; c < n; ++c) static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]);
+      break;
+    default:
+      for (std::int64_t c = 0; c < n; ++c) static_cast<float16*>(dst)[c] = to_float16(src[c]);
+      break;
+  }
+}
