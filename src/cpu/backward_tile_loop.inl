@@ -7,6 +7,7 @@
 // accumulate privately) and each chunk of query rows that sees it (all query
 // heads of the group as lanes, like the forward):
 //   S^T = K Q^T, hooks, P^T = exp(S^T - lse)      recomputed, never stored whole
+//     (rows with |lse| >= kRefineLse: exp(S^T - m) / l, see refine_row_stats)
 //   dP^T = z (V dO^T)                               z = dropout keep scale or 0
 //   dS^T = P^T (dP^T - D) [(1 - tanh^2) softcap]    D = rowsum(dO out)
 //   dV += (z P) dO,  dK += dS Q,  dQ_g^T += K^T dS^T
@@ -75,8 +76,10 @@ class BackwardWorkspace {
   float* dst;        // (k_cols, lanes_pad)  dS^T of the tile
   float* dpt;        // (k_cols, kMaxBlockLanes) dP^T of one lane block
   float* capt;       // (k_cols, kMaxBlockLanes) 1 - tanh^2 of one lane block (softcap)
-  float* out_row;    // (dv_pad) one row of the forward's output
-  float* lse;        // (lanes_pad) lse, +inf for rows without keys
+  float* outt;       // (lanes_pad, dv_pad)  the forward's out^T by lane block
+  float* out_row;    // (dv_pad) one row of out, converted
+  float* row_max;    // (lanes_pad) m of P = exp(s - m) * inv_sum: lse, or the refined max; +inf without keys
+  float* inv_sum;    // (lanes_pad) 1, or the refined 1 / l
   float* delta;      // (lanes_pad) D = rowsum(dO out)
   float* slope;      // (lanes_pad)
   float* ones;       // (kMaxBlockLanes)
@@ -110,8 +113,10 @@ class BackwardWorkspace {
     dst = take<float>(at, d.k_cols * lanes);
     dpt = take<float>(at, d.k_cols * kMaxBlockLanes);
     capt = take<float>(at, d.k_cols * kMaxBlockLanes);
+    outt = take<float>(at, lanes * d.dv_pad);
     out_row = take<float>(at, d.dv_pad);
-    lse = take<float>(at, lanes);
+    row_max = take<float>(at, lanes);
+    inv_sum = take<float>(at, lanes);
     delta = take<float>(at, lanes);
     slope = take<float>(at, lanes);
     ones = take<float>(at, kMaxBlockLanes);
@@ -135,6 +140,7 @@ struct BackwardItem {
   WorkItem rows;         // the current chunk: b, hk, group, row_begin, rows, seq
   std::int64_t stripe;   // g
   float* dq_stripe;      // (rows_q_total, heads_q, d_pad) fp32 of stripe g
+  const RowStats* stats;
 };
 
 inline void load_f32_row(const void* base, DType dtype, std::int64_t at, std::int64_t n, std::int64_t n_pad,
@@ -142,10 +148,29 @@ inline void load_f32_row(const void* base, DType dtype, std::int64_t at, std::in
   F32Math::load_row(element_at(base, dtype, at), dtype, n, n_pad, dst);
 }
 
+// D = rowsum(dO out) of the block's lanes, summed in fp32 in exactly the
+// order and rounding of the micro-kernel's dP = dO . v_j: where a row's
+// softmax is one-hot, out == v_j bitwise and dP_j - D is exactly 0, as in
+// the naive algorithm's D = sum_j P_j dP_j (a double-precision D would
+// leave dP_j's rounding error there, multiplied into dQ and dK by |k|, |q|).
+inline void delta_of_block(const BackwardDims& d, const LaneBlock& block, BackwardWorkspace& ws) {
+  const std::int64_t width = block.cols * kW;
+  const float* dot = ws.dot + block.first_lane * d.dv_pad;
+  const float* outt = ws.outt + block.first_lane * d.dv_pad;
+  for (std::int64_t v = 0; v < width; v += kW) {
+    Vec::Reg acc = Vec::zero();
+    for (std::int64_t c = 0; c < d.dv_pad; ++c)
+      acc = F32Math::madd(acc, Vec::load(outt + c * width + v), Vec::load(dot + c * width + v));
+    Vec::store(ws.delta + block.first_lane + v, acc);
+  }
+}
+
 // Lane bookkeeping and every per-chunk operand: Q and dO both transposed
-// (by lane block) and row by row, lse and D = rowsum(dO out).
+// (by lane block) and row by row, D = rowsum(dO out), and the softmax
+// statistics: P = exp(s - lse), or exp(s - m) / l from the refinement pass
+// for rows whose lse is too large for fp32 (refine_row_stats).
 inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
-                        BackwardWorkspace& ws) {
+                        const RowStats& stats, BackwardWorkspace& ws) {
   const AttentionParams& p = *w.p;
   for (std::int64_t n = 0; n < block_count; ++n) {
     const LaneBlock& block = blocks[n];
@@ -154,36 +179,22 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
       const std::int64_t lane = block.first_lane + k;
       float* q = ws.q_rows + lane * d.d_pad;
       float* dout = ws.do_rows + lane * d.dv_pad;
-      if (lane < w.lanes()) {
-        const std::int64_t i = w.row_begin + lane / w.group, h = w.hk * w.group + lane % w.group;
-        const std::int64_t row = w.seq.q_start + i;
-        const core::KeyRange keep = core::kept_keys(p.mask, i, w.seq.seqlen_q, w.seq.seqlen_k);
-        ws.lane_row[lane] = i;
-        ws.lane_head[lane] = h;
-        ws.keep_begin[lane] = keep.begin;
-        ws.keep_end[lane] = keep.end;
-        ws.slope[lane] = p.alibi_slopes ? p.alibi_slopes[w.b * p.alibi_batch_stride + h] : 0.0f;
-        ws.drop_row[lane] = static_cast<std::uint32_t>(i);
-        ws.drop_stream[lane] = static_cast<std::uint32_t>(w.b * p.heads_q + h);
+      float* out = ws.outt + block.first_lane * d.dv_pad + k;  // column k of the block's out^T
+      ws.row_max[lane] = std::numeric_limits<float>::infinity();  // P = 0 unless set below
+      ws.inv_sum[lane] = 1.0f;
+      for (std::int64_t c = 0; c < d.dv_pad; ++c) out[c * width] = 0.0f;
+      if (set_lane(w, lane, ws)) {
+        const std::int64_t i = ws.lane_row[lane], h = ws.lane_head[lane], row = w.seq.q_start + i;
         load_f32_row(p.q, p.dtype, core::element_offset(p.q_stride, w.b, row, h), p.head_dim, d.d_pad, q);
         load_f32_row(p.dout, p.dtype, core::element_offset(p.dout_stride, w.b, row, h), p.head_dim_v, d.dv_pad,
                      dout);
-        load_f32_row(p.out, p.dtype, core::element_offset(p.out_stride, w.b, row, h), p.head_dim_v, d.dv_pad,
-                     ws.out_row);
-        double delta = 0;
-        for (std::int64_t c = 0; c < p.head_dim_v; ++c) delta += static_cast<double>(dout[c]) * ws.out_row[c];
-        ws.delta[lane] = static_cast<float>(delta);
-        const float lse = p.lse[w.b * p.lse_batch_stride + h * p.lse_head_stride + row];
-        // A row without kept keys has P = 0 whatever lse says (+inf keeps exp(-inf - lse) = 0).
-        ws.lse[lane] = std::isfinite(lse) ? lse : std::numeric_limits<float>::infinity();
+        convert_to_f32(element_at(p.out, p.dtype, core::element_offset(p.out_stride, w.b, row, h)), p.dtype,
+                       p.head_dim_v, ws.out_row);
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c) out[c * width] = ws.out_row[c];
+        // A non-finite lse: the row kept no key, P = 0 (m = +inf) whatever lse says.
+        const float lse = lse_of(p, w, i, h);
+        if (std::isfinite(lse)) ws.row_max[lane] = lse;
       } else {
-        ws.lane_row[lane] = -1;
-        ws.lane_head[lane] = 0;
-        ws.keep_begin[lane] = ws.keep_end[lane] = 0;
-        ws.slope[lane] = 0.0f;
-        ws.drop_row[lane] = ws.drop_stream[lane] = 0;
-        ws.delta[lane] = 0.0f;
-        ws.lse[lane] = std::numeric_limits<float>::infinity();
         std::memset(q, 0, d.d_pad * sizeof(float));
         std::memset(dout, 0, d.dv_pad * sizeof(float));
       }
@@ -191,6 +202,15 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
       float* dot = ws.dot + block.first_lane * d.dv_pad;
       for (std::int64_t c = 0; c < d.d_pad; ++c) qt[c * width + k] = q[c];
       for (std::int64_t c = 0; c < d.dv_pad; ++c) dot[c * width + k] = dout[c];
+    }
+    delta_of_block(d, block, ws);
+    for (std::int64_t k = 0; k < width; ++k) {  // refined rows: m, 1/l and D from the statistics pass
+      const std::int64_t lane = block.first_lane + k, i = ws.lane_row[lane], h = ws.lane_head[lane];
+      if (i < 0 || !refined(lse_of(p, w, i, h), stats)) continue;
+      const std::int64_t at = global_row(p, w, i) * p.heads_q + h;
+      ws.row_max[lane] = stats.max[at];
+      ws.inv_sum[lane] = stats.inv_sum[at];
+      ws.delta[lane] = stats.delta[at];
     }
   }
   std::memset(ws.dqt, 0, round_up(w.lanes(), kW) * d.d_pad * sizeof(float));
@@ -230,19 +250,13 @@ inline void backward_block(const WorkItem& w, const BackwardDims& d, const LaneB
   });
 
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
-  for (std::int64_t k = 0; k < width; ++k) {
-    const std::int64_t lane = first + k;
-    if (masked) {
-      ws.tile_begin[k] = static_cast<std::int32_t>(std::clamp<std::int64_t>(ws.keep_begin[lane] - key_begin, 0, n));
-      ws.tile_end[k] = static_cast<std::int32_t>(std::clamp<std::int64_t>(ws.keep_end[lane] - key_begin, 0, n));
-    }
-    if (p.alibi_slopes) ws.alibi_origin[k] = static_cast<float>(ws.lane_row[lane] + sk - sq - key_begin);
-  }
+  set_tile_hooks(w, first, width, key_begin, n, masked, ws);
   const core::DropoutStream stream = core::make_dropout_stream(p.seed, p.offset, p.dropout_p, w.b, 0, p.heads_q);
   const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(p.dropout_p)));
-  const Vec::Reg scale = Vec::set1(p.softmax_scale), cap = Vec::set1(p.softcap), one = Vec::set1(1.0f);
+  const Vec::Reg scale = Vec::set1(p.softmax_scale);
   for (std::int64_t v = 0; v < width; v += kW) {
-    const Vec::Reg lse = Vec::load(ws.lse + first + v), delta = Vec::load(ws.delta + first + v);
+    const Vec::Reg m = Vec::load(ws.row_max + first + v), inv_sum = Vec::load(ws.inv_sum + first + v);
+    const Vec::Reg delta = Vec::load(ws.delta + first + v);
     const Vec::IReg rows = Vec::iload(ws.drop_row + first + v), streams = Vec::iload(ws.drop_stream + first + v);
     Vec::IReg words[4];
     for (std::int64_t j = 0; j < n_pad; ++j) {
@@ -254,19 +268,10 @@ inline void backward_block(const WorkItem& w, const BackwardDims& d, const LaneB
         continue;
       }
       // The forward's score hooks, in the same order and rounding.
-      Vec::Reg x = Vec::mul(Vec::load(s), scale);
-      Vec::Reg dcap = one;
-      if (p.softcap > 0) {
-        const Vec::Reg t = vector_tanh(Vec::div(x, cap));
-        dcap = Vec::sub(one, Vec::mul(t, t));
-        x = Vec::mul(cap, t);
-      }
-      if (p.alibi_slopes) {
-        const Vec::Reg key = Vec::set1(static_cast<float>(j));
-        x = Vec::sub_product(x, Vec::load(ws.slope + first + v), Vec::abs(Vec::sub(Vec::load(ws.alibi_origin + v), key)));
-      }
-      if (masked) x = Vec::keep_range(x, ws.tile_begin + v, ws.tile_end + v, static_cast<std::int32_t>(j));
-      const Vec::Reg prob = Vec::exp(Vec::sub(x, lse));
+      Vec::Reg dcap = Vec::set1(1.0f);
+      const Vec::Reg x = hook_scores(p, masked, Vec::mul(Vec::load(s), scale), j, ws.slope + first + v,
+                                     ws.alibi_origin + v, ws.tile_begin + v, ws.tile_end + v, &dcap);
+      const Vec::Reg prob = Vec::mul(Vec::exp(Vec::sub(x, m)), inv_sum);
       Vec::Reg z = Vec::set1(1.0f);
       if (p.dropout_p > 0) {
         if ((j & 3) == 0) {  // key_begin is a multiple of 4: one Philox call per 4 keys
@@ -378,7 +383,7 @@ inline void backward_superblock(BackwardItem& item, const BackwardDims& d, std::
     w.row_begin = r;
     w.rows = std::min(d.rows_per_chunk, rows.end - r);
     const std::int64_t block_count = lane_blocks_of(w, ws.blocks);
-    start_chunk(w, d, ws.blocks, block_count, ws);
+    start_chunk(w, d, ws.blocks, block_count, *item.stats, ws);
     for (std::int64_t t = 0; t < n; t += d.k_cols) {
       const std::int64_t tile_n = std::min(d.k_cols, n - t), tile_pad = round_up(tile_n, Vec::kRows);
       std::int64_t lo = -1, hi = -1;  // lanes of the blocks that see the tile
@@ -429,16 +434,50 @@ inline BackwardDims backward_dims(const AttentionParams& p, const ExecConfig& ex
   return BackwardDims::of(p, tile_shape(p, exec));
 }
 
+// P = exp(s - lse) with an fp32 lse carries |lse| * 2^-24 of absolute error
+// in the exponent: 1e-6 relative on P at |lse| = 16, 6e-4 at logits ~1e4,
+// far above what the naive algorithm loses there. Rows with |lse| at or
+// above this get their exact max m and 1/l from a statistics-only forward
+// pass (one extra K Q^T over their keys), and P = exp(s - m) * (1/l).
+constexpr float kRefineLse = 16.0f;
+
+// Owns the refined statistics of the rows that need them (RowStats).
+class RefinedRowStats {
+ public:
+  RefinedRowStats(const AttentionParams& p, const ExecConfig& exec)
+      : size_(backward_rows_q(p) * p.heads_q),
+        memory_(static_cast<float*>(::operator new(3 * size_ * sizeof(float), std::align_val_t{64}))) {
+    stats_ = {kRefineLse, memory_, memory_ + size_, memory_ + 2 * size_};
+    run_forward_tiles<F32Math>(p, exec, &stats_);
+  }
+  ~RefinedRowStats() { ::operator delete(memory_, std::align_val_t{64}); }
+  RefinedRowStats(const RefinedRowStats&) = delete;
+  RefinedRowStats& operator=(const RefinedRowStats&) = delete;
+  const RowStats& stats() const { return stats_; }
+
+  static std::int64_t bytes(const AttentionParams& p, const ExecConfig& exec) {
+    return 3 * backward_rows_q(p) * p.heads_q * 4 + workspace_bytes_of<F32Math>(p, exec);
+  }
+
+ private:
+  std::int64_t size_;
+  float* memory_;
+  RowStats stats_;
+};
+
+// Upper bound: the refinement pass's scratch is freed before the main pass
+// allocates, but both are counted.
 inline std::int64_t backward_workspace_bytes_of(const AttentionParams& p, const ExecConfig& exec) {
   const BackwardDims d = backward_dims(p, exec);
   const std::int64_t stripes = d.stripes * backward_rows_q(p) * p.heads_q * d.d_pad * 4;
-  return BackwardWorkspace::bytes(d) * exec.threads + stripes;
+  return BackwardWorkspace::bytes(d) * exec.threads + stripes + RefinedRowStats::bytes(p, exec);
 }
 
 inline void run_backward_tiles(const AttentionParams& p, const ExecConfig& exec) {
   const BackwardDims d = backward_dims(p, exec);
   const std::int64_t rows_q = backward_rows_q(p);
   const std::int64_t stripe_size = rows_q * p.heads_q * d.d_pad;
+  const RefinedRowStats refined(p, exec);
   float* stripes_dq = static_cast<float*>(::operator new(d.stripes * stripe_size * sizeof(float), std::align_val_t{64}));
   const std::int64_t pairs = p.batch * p.heads_kv, items = pairs * d.stripes;
 #pragma omp parallel num_threads(exec.threads)
@@ -452,6 +491,7 @@ inline void run_backward_tiles(const AttentionParams& p, const ExecConfig& exec)
       BackwardItem it;
       it.stripe = item / pairs;
       it.dq_stripe = stripes_dq + it.stripe * stripe_size;
+      it.stats = &refined.stats();
       WorkItem& w = it.rows;
       w.p = &p;
       w.b = (item % pairs) / p.heads_kv;

@@ -47,6 +47,33 @@ inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
   return count;
 }
 
+// Lane bookkeeping of one lane, shared by the forward's and the backward's
+// workspaces: its query row and head, kept keys, alibi slope and dropout
+// counter words; padding lanes (past the item) keep nothing and are never
+// stored. Returns whether the lane is real.
+template <class LaneWorkspace>
+inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
+  const AttentionParams& p = *w.p;
+  if (lane >= w.lanes()) {
+    ws.lane_row[lane] = -1;
+    ws.lane_head[lane] = 0;
+    ws.keep_begin[lane] = ws.keep_end[lane] = 0;
+    ws.slope[lane] = 0.0f;
+    ws.drop_row[lane] = ws.drop_stream[lane] = 0;
+    return false;
+  }
+  const std::int64_t i = w.row_begin + lane / w.group, h = w.hk * w.group + lane % w.group;
+  const core::KeyRange keep = core::kept_keys(p.mask, i, w.seq.seqlen_q, w.seq.seqlen_k);
+  ws.lane_row[lane] = i;
+  ws.lane_head[lane] = h;
+  ws.keep_begin[lane] = keep.begin;
+  ws.keep_end[lane] = keep.end;
+  ws.slope[lane] = p.alibi_slopes ? p.alibi_slopes[w.b * p.alibi_batch_stride + h] : 0.0f;
+  ws.drop_row[lane] = static_cast<std::uint32_t>(i);
+  ws.drop_stream[lane] = static_cast<std::uint32_t>(w.b * p.heads_q + h);
+  return true;
+}
+
 // Lane bookkeeping, Q^T packed by lane block, and O, m, l cleared.
 template <class Math>
 inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
@@ -60,24 +87,10 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
       const std::int64_t lane = block.first_lane + k;
       ws.row_max[lane] = kNegInf;
       ws.row_sum[lane] = 0.0f;
-      if (lane < w.lanes()) {
-        const std::int64_t i = w.row_begin + lane / w.group, h = w.hk * w.group + lane % w.group;
-        const core::KeyRange keep = core::kept_keys(p.mask, i, w.seq.seqlen_q, w.seq.seqlen_k);
-        ws.lane_row[lane] = i;
-        ws.lane_head[lane] = h;
-        ws.keep_begin[lane] = keep.begin;
-        ws.keep_end[lane] = keep.end;
-        ws.slope[lane] = p.alibi_slopes ? p.alibi_slopes[w.b * p.alibi_batch_stride + h] : 0.0f;
-        ws.drop_row[lane] = static_cast<std::uint32_t>(i);
-        ws.drop_stream[lane] = static_cast<std::uint32_t>(w.b * p.heads_q + h);
-        const std::int64_t at = core::element_offset(p.q_stride, w.b, w.seq.q_start + i, h);
+      if (set_lane(w, lane, ws)) {
+        const std::int64_t at = core::element_offset(p.q_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
         Math::load_row(element_at(p.q, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.row);
-      } else {  // padding lane: zero queries, nothing kept, never stored
-        ws.lane_row[lane] = -1;
-        ws.lane_head[lane] = 0;
-        ws.keep_begin[lane] = ws.keep_end[lane] = 0;
-        ws.slope[lane] = 0.0f;
-        ws.drop_row[lane] = ws.drop_stream[lane] = 0;
+      } else {  // padding lane: zero queries
         std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
       }
       for (std::int64_t s = 0; s < d.depth_steps; ++s)
@@ -104,12 +117,12 @@ inline void pack_tile(const WorkItem& w, const ForwardDims& d, std::int64_t key_
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
 
-// softcap, alibi and the mask on the block's scaled scores, in that order.
-template <class Math>
-inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
-                              bool masked, Workspace<Math>& ws) {
-  const AttentionParams& p = *w.p;
-  const std::int64_t width = block.cols * kW, first = block.first_lane;
+// Per-lane inputs of the score hooks for a tile of keys [key_begin,
+// key_begin + n): kept keys relative to the tile (when the band cuts it) and
+// the alibi origin. Shared by the forward's and the backward's workspaces.
+template <class LaneWorkspace>
+inline void set_tile_hooks(const WorkItem& w, std::int64_t first, std::int64_t width, std::int64_t key_begin,
+                           std::int64_t n, bool masked, LaneWorkspace& ws) {
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   for (std::int64_t k = 0; k < width; ++k) {
     const std::int64_t lane = first + k;
@@ -118,19 +131,40 @@ inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::in
       ws.tile_end[k] = static_cast<std::int32_t>(std::clamp<std::int64_t>(ws.keep_end[lane] - key_begin, 0, n));
     }
     // |origin - j| is the lane's distance from key j: exact in float below 2^24.
-    if (p.alibi_slopes) ws.alibi_origin[k] = static_cast<float>(ws.lane_row[lane] + sk - sq - key_begin);
+    if (w.p->alibi_slopes) ws.alibi_origin[k] = static_cast<float>(ws.lane_row[lane] + sk - sq - key_begin);
   }
-  const Vec::Reg cap = Vec::set1(p.softcap);
+}
+
+// softcap, alibi and the mask, in that order, on one vector of scaled
+// scores: key j of the tile for the kW lanes whose slopes, alibi origins and
+// tile ranges start at the given pointers. *dcap, when given, receives
+// d(capped)/d(score) = 1 - tanh^2 (1 without softcap): the backward's chain rule.
+inline Vec::Reg hook_scores(const AttentionParams& p, bool masked, Vec::Reg x, std::int64_t j, const float* slope,
+                            const float* origin, const std::int32_t* tile_begin, const std::int32_t* tile_end,
+                            Vec::Reg* dcap = nullptr) {
+  if (p.softcap > 0) {
+    const Vec::Reg cap = Vec::set1(p.softcap);
+    const Vec::Reg t = vector_tanh(Vec::div(x, cap));
+    if (dcap) *dcap = Vec::sub(Vec::set1(1.0f), Vec::mul(t, t));
+    x = Vec::mul(cap, t);
+  }
+  if (p.alibi_slopes)
+    x = Vec::sub_product(x, Vec::load(slope), Vec::abs(Vec::sub(Vec::load(origin), Vec::set1(static_cast<float>(j)))));
+  if (masked) x = Vec::keep_range(x, tile_begin, tile_end, static_cast<std::int32_t>(j));
+  return x;
+}
+
+// The score hooks on the block's scaled scores.
+template <class Math>
+inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
+                              bool masked, Workspace<Math>& ws) {
+  const std::int64_t width = block.cols * kW, first = block.first_lane;
+  set_tile_hooks(w, first, width, key_begin, n, masked, ws);
   for (std::int64_t j = 0; j < n; ++j) {
-    const Vec::Reg key = Vec::set1(static_cast<float>(j));
     for (std::int64_t v = 0; v < width; v += kW) {
       float* s = ws.st + j * width + v;
-      Vec::Reg x = Vec::load(s);
-      if (p.softcap > 0) x = Vec::mul(cap, vector_tanh(Vec::div(x, cap)));
-      if (p.alibi_slopes)
-        x = Vec::sub_product(x, Vec::load(ws.slope + first + v), Vec::abs(Vec::sub(Vec::load(ws.alibi_origin + v), key)));
-      if (masked) x = Vec::keep_range(x, ws.tile_begin + v, ws.tile_end + v, static_cast<std::int32_t>(j));
-      Vec::store(s, x);
+      Vec::store(s, hook_scores(*w.p, masked, Vec::load(s), j, ws.slope + first + v, ws.alibi_origin + v,
+                                ws.tile_begin + v, ws.tile_end + v));
     }
   }
 }
@@ -207,11 +241,97 @@ inline void dropout_block(const WorkItem& w, const LaneBlock& block, std::int64_
   }
 }
 
+// A statistics pass instead of the forward (the backward's lse refinement,
+// see backward_tile_loop.inl), fp32 math only: no output; for every item
+// that holds a row whose finite |lse| >= min_abs_lse, each row's max m, 1/l
+// (m = +inf, 1/l = 1 for a row without kept keys) and D = sum_j P_j dP_j
+// (dP_j = z_j dout.v_j, z the dropout keep scale or 0), at (global row, head).
+struct RowStats {
+  float min_abs_lse;
+  float* max;      // (total query rows, heads_q)
+  float* inv_sum;  // (total query rows, heads_q)
+  float* delta;    // (total query rows, heads_q)
+};
+
+inline std::int64_t global_row(const AttentionParams& p, const WorkItem& w, std::int64_t i) {
+  return w.seq.q_start + i + (p.is_varlen() ? 0 : w.b * p.seqlen_q);
+}
+
+inline float lse_of(const AttentionParams& p, const WorkItem& w, std::int64_t i, std::int64_t h) {
+  return p.lse[w.b * p.lse_batch_stride + h * p.lse_head_stride + w.seq.q_start + i];
+}
+
+inline bool refined(float lse, const RowStats& stats) { return std::isfinite(lse) && std::fabs(lse) >= stats.min_abs_lse; }
+
+inline bool item_wants_stats(const WorkItem& w, const RowStats& stats) {
+  for (std::int64_t lane = 0; lane < w.lanes(); ++lane)
+    if (refined(lse_of(*w.p, w, w.row_begin + lane / w.group, w.hk * w.group + lane % w.group), stats)) return true;
+  return false;
+}
+
+// The statistics pass keeps dO^T where the forward keeps O^T (same shape)
+// and a D accumulator per lane.
+inline void start_stats(const WorkItem& w, const ForwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
+                        Workspace<F32Math>& ws) {
+  const AttentionParams& p = *w.p;
+  for (std::int64_t n = 0; n < block_count; ++n) {
+    const std::int64_t width = blocks[n].cols * kW;
+    float* dot = ws.ot + blocks[n].first_lane * d.dv_pad;
+    for (std::int64_t k = 0; k < width; ++k) {
+      const std::int64_t lane = blocks[n].first_lane + k;
+      ws.row_aux[lane] = 0.0f;
+      if (ws.lane_row[lane] >= 0) {
+        const std::int64_t at = core::element_offset(p.dout_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
+        F32Math::load_row(element_at(p.dout, p.dtype, at), p.dtype, p.head_dim_v, d.dv_pad, ws.row);
+      } else {
+        std::memset(ws.row, 0, d.dv_pad * sizeof(float));
+      }
+      for (std::int64_t c = 0; c < d.dv_pad; ++c) dot[c * width + k] = ws.row[c];
+    }
+  }
+}
+
+// After softmax_block: D += sum_j P~_j z_j dP_j over the tile, rescaled by alpha like O.
+inline void stats_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
+                        std::int64_t n, std::int64_t n_pad, Workspace<F32Math>& ws) {
+  if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
+  const std::int64_t width = block.cols * kW;
+  float* dpt = ws.pt;  // dP^T = V dO^T, unscaled by z
+  with_cols(block.cols, [&]<int Cols>() {
+    score_product<F32Math, Cols>(n_pad, d.dv_pad, ws.vp, d.dv_pad, ws.ot + block.first_lane * d.dv_pad, width, dpt,
+                                 width);
+  });
+  for (std::int64_t v = 0; v < width; v += kW) {
+    Vec::Reg sum = Vec::zero();
+    for (std::int64_t j = 0; j < n_pad; ++j)
+      sum = F32Math::madd(sum, Vec::load(ws.st + j * width + v), Vec::load(dpt + j * width + v));
+    float* acc = ws.row_aux + block.first_lane + v;
+    Vec::store(acc, Vec::fmadd(Vec::load(ws.alpha + v), Vec::load(acc), sum));
+  }
+}
+
+// D = accumulated * (keep_scale / l): for a one-hot row (P~ = 1, l = 1)
+// exactly the backward's z_j dP_j, so dP_j - D cancels as in the naive algorithm.
+inline void finish_stats(const WorkItem& w, const Workspace<F32Math>& ws, const RowStats& stats) {
+  const AttentionParams& p = *w.p;
+  const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(p.dropout_p)));
+  for (std::int64_t lane = 0; lane < w.lanes(); ++lane) {
+    const std::int64_t at = global_row(p, w, ws.lane_row[lane]) * p.heads_q + ws.lane_head[lane];
+    const bool empty = ws.row_sum[lane] == 0.0f;
+    stats.max[at] = empty ? std::numeric_limits<float>::infinity() : ws.row_max[lane];
+    stats.inv_sum[at] = empty ? 1.0f : 1.0f / ws.row_sum[lane];
+    stats.delta[at] = empty ? 0.0f : ws.row_aux[lane] * (keep_scale / ws.row_sum[lane]);
+  }
+}
+
 template <class Math>
 inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
-                         std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws) {
+                         std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws, bool stats_only) {
   score_block(w, d, block, key_begin, n, n_pad, ws);
   softmax_block(block, n_pad, ws);
+  if constexpr (std::is_same_v<Math, F32Math>) {
+    if (stats_only) return stats_block(w, d, block, key_begin, n, n_pad, ws);
+  }
   if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
   const std::int64_t width = block.cols * kW;
   const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
@@ -283,11 +403,14 @@ inline void write_probs(const WorkItem& w, const ForwardDims& d, const LaneBlock
 }
 
 template <class Math>
-inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>& ws) {
+inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>& ws, const RowStats* stats) {
   const AttentionParams& p = *w.p;
   const std::int64_t block_count = lane_blocks_of(w, ws.blocks);
   const LaneBlock* blocks = ws.blocks;
   start_item(w, d, blocks, block_count, ws);
+  if constexpr (std::is_same_v<Math, F32Math>) {
+    if (stats) start_stats(w, d, blocks, block_count, ws);
+  }
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   const core::KeyRange keys = core::kept_keys_of_rows(p.mask, w.row_begin, w.row_begin + w.rows, sq, sk);
   for (std::int64_t kb = keys.begin / d.k_cols * d.k_cols; kb < keys.end; kb += d.k_cols) {
@@ -298,8 +421,11 @@ inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>
       if (block_keys.end <= kb || block_keys.begin >= kb + n) continue;  // nothing kept: alpha 1, P 0
       if (!packed) pack_tile(w, d, kb, n, n_pad, ws);
       packed = true;
-      attend_block(w, d, blocks[b], kb, n, n_pad, ws);
+      attend_block(w, d, blocks[b], kb, n, n_pad, ws, stats != nullptr);
     }
+  }
+  if constexpr (std::is_same_v<Math, F32Math>) {
+    if (stats) return finish_stats(w, ws, *stats);
   }
   finish_item(w, d, blocks, block_count, ws);
   if (p.probs) write_probs(w, d, blocks, block_count, ws);
@@ -325,9 +451,10 @@ inline std::int64_t workspace_bytes_of(const AttentionParams& p, const ExecConfi
 }
 
 // Work items run heaviest first (the last query tiles see the most keys under
-// a bottom-right causal mask), handed out dynamically.
+// a bottom-right causal mask), handed out dynamically. With `stats`, the
+// statistics-only pass (RowStats) instead of the forward.
 template <class Math>
-inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec) {
+inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec, const RowStats* stats = nullptr) {
   const TileShape tiles = tile_shape(p, exec);
   const ForwardDims dims = ForwardDims::of<Math>(p, tiles);
   const std::int64_t q_tiles = (p.seqlen_q + tiles.rows - 1) / tiles.rows;
@@ -336,7 +463,7 @@ inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec) 
 #pragma omp parallel num_threads(exec.threads)
   {
     Workspace<Math> ws(dims);
-    if (p.probs) zero_probs(p);  // ends with a barrier before any tile writes
+    if (p.probs && !stats) zero_probs(p);  // ends with a barrier before any tile writes
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = 0; item < items; ++item) {
       const std::int64_t tile = q_tiles - 1 - item / batch_heads;
@@ -349,7 +476,8 @@ inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec) 
       w.row_begin = tile * tiles.rows;
       if (w.row_begin >= w.seq.seqlen_q) continue;
       w.rows = std::min(tiles.rows, w.seq.seqlen_q - w.row_begin);
-      attend_item(w, dims, ws);
+      if (stats && !item_wants_stats(w, *stats)) continue;
+      attend_item(w, dims, ws, stats);
     }
   }
 }

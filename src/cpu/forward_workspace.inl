@@ -73,6 +73,7 @@ class Workspace {
   float* out_row;             // (dv_pad) one output row before conversion
   float* row_max;             // (lanes_pad)
   float* row_sum;             // (lanes_pad)
+  float* row_aux;             // (lanes_pad) the statistics pass's D accumulator (RowStats)
   float* slope;               // (lanes_pad) alibi slope of the lane's head
   std::int64_t* lane_row;     // (lanes_pad) query row in the sequence; -1 for padding lanes
   std::int64_t* lane_head;    // (lanes_pad)
@@ -102,6 +103,7 @@ class Workspace {
     out_row = take<float>(at, d.dv_pad);
     row_max = take<float>(at, d.lanes_pad);
     row_sum = take<float>(at, d.lanes_pad);
+    row_aux = take<float>(at, d.lanes_pad);
     slope = take<float>(at, d.lanes_pad);
     lane_row = take<std::int64_t>(at, d.lanes_pad);
     lane_head = take<std::int64_t>(at, d.lanes_pad);

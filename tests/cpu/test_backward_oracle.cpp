@@ -120,6 +120,37 @@ const Case kCases[] = {
      }},
     {"bf16_d128_causal", DType::bf16, 128, 64, 64, 2, 1, [](AttentionProblem& a) { a.options.causal = true; }},
     {"f16_d80_alibi_bh", DType::f16, 80, 33, 65, 2, 2, [](AttentionProblem& a) { a.alibi = Alibi::per_batch_head; }},
+    // Logits ~1e3-1e4, exact in fp32 (integer q and k, power-of-two scale; see
+    // test_forward_oracle.cpp): |lse| far above kRefineLse, so P comes from
+    // the refined row statistics, not from the fp32 lse.
+    {"f32_d64_large_logits", DType::f32, 64, 70, 90, 2, 2,
+     [](AttentionProblem& a) {
+       a.stddev = 30.0;
+       a.integer_qk = true;
+       a.options.softmax_scale = 0.125f;
+     }},
+    {"f32_d32_large_logits_causal_gqa", DType::f32, 32, 40, 300, 4, 2,
+     [](AttentionProblem& a) {
+       a.stddev = 30.0;
+       a.integer_qk = true;
+       a.options.softmax_scale = 0.25f;
+       a.options.causal = true;
+     }},
+    {"f32_d48_large_logits_dropout_window", DType::f32, 48, 60, 130, 2, 1,
+     [](AttentionProblem& a) {
+       a.stddev = 30.0;
+       a.integer_qk = true;
+       a.options.softmax_scale = 0.125f;
+       a.options.window_size = {40, 7};
+       a.options.dropout_p = 0.3f;
+       a.options.seed = 11;
+     }},
+    {"bf16_d64_large_logits", DType::bf16, 64, 50, 80, 2, 2,
+     [](AttentionProblem& a) {
+       a.stddev = 30.0;
+       a.integer_qk = true;
+       a.options.softmax_scale = 0.125f;
+     }},
 };
 
 class BackwardOracle : public ::testing::TestWithParam<Case> {};
