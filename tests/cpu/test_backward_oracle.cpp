@@ -120,6 +120,39 @@ const Case kCases[] = {
      }},
     {"bf16_d128_causal", DType::bf16, 128, 64, 64, 2, 1, [](AttentionProblem& a) { a.options.causal = true; }},
     {"f16_d80_alibi_bh", DType::f16, 80, 33, 65, 2, 2, [](AttentionProblem& a) { a.alibi = Alibi::per_batch_head; }},
+    {"bf16_d256_window_softcap_dropout", DType::bf16, 256, 40, 70, 2, 1,
+     [](AttentionProblem& a) {
+       a.options.window_size = {12, 3};
+       a.options.softcap = 5.0f;
+       a.options.dropout_p = 0.15f;
+       a.options.seed = 3;
+     }},
+    {"f16_d96_sq_gt_sk_causal_gqa_dropout", DType::f16, 96, 90, 50, 4, 2,
+     [](AttentionProblem& a) {
+       a.options.causal = true;
+       a.options.dropout_p = 0.1f;
+       a.options.seed = 8;
+     }},
+    {"f32_d128_mqa_window_alibi_softcap", DType::f32, 128, 33, 129, 4, 1,
+     [](AttentionProblem& a) {
+       a.options.window_size = {-1, 20};
+       a.alibi = Alibi::per_head;
+       a.options.softcap = 10.0f;
+     }},
+    {"bf16_d72_varlen_strided_alibi", DType::bf16, 72, 1, 1, 4, 4,
+     [](AttentionProblem& a) {
+       a.lens_q = {31, 7, 0};
+       a.lens_k = {40, 90, 12};
+       a.strided = true;
+       a.alibi = Alibi::per_batch_head;
+     }},
+    {"f16_d24_varlen_window_seqused", DType::f16, 24, 1, 1, 3, 1,
+     [](AttentionProblem& a) {
+       a.lens_q = {20, 45};
+       a.lens_k = {60, 30};
+       a.seqused_k = {0, 25};
+       a.options.window_size = {8, 8};
+     }},
     // Logits ~1e3-1e4, exact in fp32 (integer q and k, power-of-two scale; see
     // test_forward_oracle.cpp): |lse| far above kRefineLse, so P comes from
     // the refined row statistics, not from the fp32 lse.
