@@ -13,10 +13,10 @@ namespace {  // internal linkage: nothing ISA-specific is visible outside this f
 #include "cpu/backward_tile_loop.inl"
 }  // namespace
 
-void backward(const AttentionParams& params, const ExecConfig& exec) { run_backward_tiles(params, exec); }
+void backward(const AttentionParams& params, const ExecConfig& exec) { run_backward_tiles<F32Math>(params, exec); }
 
 std::int64_t backward_workspace_bytes(const AttentionParams& params, const ExecConfig& exec) {
-  return backward_workspace_bytes_of(params, exec);
+  return backward_workspace_bytes_of<F32Math>(params, exec);
 }
 
 }  // namespace flashattn::cpu::avx512

@@ -48,8 +48,14 @@ struct BackwardDims {
   }
 };
 
-// Per-thread scratch of the backward (fp32 math).
+// Per-thread scratch of the backward. ScoreMath (F32Math, or Bf16DotMath for
+// bf16 inputs on AVX512_BF16) computes S = K Q^T and dP = V dO^T, whose
+// operands are exact in the input dtype; its operands (SElem) are laid out
+// (depth / kPack, lanes, kPack) by lane block. Everything else is fp32.
+template <class ScoreMath>
 class BackwardWorkspace {
+  using SElem = typename ScoreMath::Elem;
+
  public:
   explicit BackwardWorkspace(const BackwardDims& d) : memory_(::operator new(bytes(d), std::align_val_t{64})) {
     carve(d, reinterpret_cast<std::uintptr_t>(memory_));
@@ -64,19 +70,20 @@ class BackwardWorkspace {
   }
 
   float* kp;         // (superblock, d_pad)  K rows
-  float* vp;         // (superblock, dv_pad) V rows
+  SElem* kps;        // (superblock, d_pad)  K rows for ScoreMath (kp itself for F32Math)
+  SElem* vp;         // (superblock, dv_pad) V rows
   float* dk;         // (superblock, d_pad)  dK accumulator (unscaled)
   float* dv;         // (superblock, dv_pad) dV accumulator
-  float* qt;         // (lanes_pad, d_pad)   Q^T by lane block: (d_pad, block lanes)
+  SElem* qt;         // (lanes_pad, d_pad)   Q^T by lane block
   float* q_rows;     // (lanes_pad, d_pad)   Q, lane by lane
-  float* dot;        // (lanes_pad, dv_pad)  dO^T by lane block
+  SElem* dot;        // (lanes_pad, dv_pad)  dO^T by lane block
   float* do_rows;    // (lanes_pad, dv_pad)  dO, lane by lane
   float* dqt;        // (lanes_pad, d_pad)   dQ^T of the chunk by lane block
   float* pzt;        // (k_cols, lanes_pad)  z P^T of the tile
   float* dst;        // (k_cols, lanes_pad)  dS^T of the tile
   float* dpt;        // (k_cols, kMaxBlockLanes) dP^T of one lane block
   float* capt;       // (k_cols, kMaxBlockLanes) 1 - tanh^2 of one lane block (softcap)
-  float* outt;       // (lanes_pad, dv_pad)  the forward's out^T by lane block
+  SElem* outt;       // (lanes_pad, dv_pad)  the forward's out^T by lane block
   float* out_row;    // (dv_pad) one row of out, converted
   float* row_max;    // (lanes_pad) m of P = exp(s - m) * inv_sum: lse, or the refined max; +inf without keys
   float* inv_sum;    // (lanes_pad) 1, or the refined 1 / l
@@ -101,19 +108,24 @@ class BackwardWorkspace {
     std::uintptr_t at = base;
     const std::int64_t lanes = d.lanes_pad;
     kp = take<float>(at, d.superblock * d.d_pad);
-    vp = take<float>(at, d.superblock * d.dv_pad);
+    if constexpr (std::is_same_v<SElem, float>) {
+      kps = kp;
+    } else {
+      kps = take<SElem>(at, d.superblock * d.d_pad);
+    }
+    vp = take<SElem>(at, d.superblock * d.dv_pad);
     dk = take<float>(at, d.superblock * d.d_pad);
     dv = take<float>(at, d.superblock * d.dv_pad);
-    qt = take<float>(at, lanes * d.d_pad);
+    qt = take<SElem>(at, lanes * d.d_pad);
     q_rows = take<float>(at, lanes * d.d_pad);
-    dot = take<float>(at, lanes * d.dv_pad);
+    dot = take<SElem>(at, lanes * d.dv_pad);
     do_rows = take<float>(at, lanes * d.dv_pad);
     dqt = take<float>(at, lanes * d.d_pad);
     pzt = take<float>(at, d.k_cols * lanes);
     dst = take<float>(at, d.k_cols * lanes);
     dpt = take<float>(at, d.k_cols * kMaxBlockLanes);
     capt = take<float>(at, d.k_cols * kMaxBlockLanes);
-    outt = take<float>(at, lanes * d.dv_pad);
+    outt = take<SElem>(at, lanes * d.dv_pad);
     out_row = take<float>(at, d.dv_pad);
     row_max = take<float>(at, lanes);
     inv_sum = take<float>(at, lanes);
@@ -148,49 +160,75 @@ inline void load_f32_row(const void* base, DType dtype, std::int64_t at, std::in
   F32Math::load_row(element_at(base, dtype, at), dtype, n, n_pad, dst);
 }
 
-// D = rowsum(dO out) of the block's lanes, summed in fp32 in exactly the
-// order and rounding of the micro-kernel's dP = dO . v_j: where a row's
-// softmax is one-hot, out == v_j bitwise and dP_j - D is exactly 0, as in
-// the naive algorithm's D = sum_j P_j dP_j (a double-precision D would
-// leave dP_j's rounding error there, multiplied into dQ and dK by |k|, |q|).
-inline void delta_of_block(const BackwardDims& d, const LaneBlock& block, BackwardWorkspace& ws) {
+// An fp32 value as a ScoreMath operand: itself, or its bf16 bits (exact:
+// with Bf16DotMath every such value was read from a bf16 tensor).
+template <class ScoreMath>
+inline typename ScoreMath::Elem score_operand(float x) {
+  if constexpr (std::is_same_v<typename ScoreMath::Elem, float>) {
+    return x;
+  } else {
+    std::uint32_t bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return static_cast<typename ScoreMath::Elem>(bits >> 16);
+  }
+}
+
+// Element c of lane k in a (depth / kPack, width, kPack) operand block.
+template <class ScoreMath>
+inline std::int64_t operand_at(std::int64_t c, std::int64_t k, std::int64_t width) {
+  constexpr int kPack = ScoreMath::kPack;
+  return (c / kPack * width + k) * kPack + c % kPack;
+}
+
+// D = rowsum(dO out) of the block's lanes, in exactly the order and
+// rounding of the micro-kernel's dP_j = dO . v_j: where a row's softmax is
+// one-hot, out == v_j bitwise and dP_j - D is exactly 0, as in the naive
+// algorithm's D = sum_j P_j dP_j (a double-precision D would leave dP_j's
+// rounding error there, multiplied into dQ and dK by |k| and |q|).
+template <class ScoreMath>
+inline void delta_of_block(const BackwardDims& d, const LaneBlock& block, BackwardWorkspace<ScoreMath>& ws) {
+  constexpr int kPack = ScoreMath::kPack;
   const std::int64_t width = block.cols * kW;
-  const float* dot = ws.dot + block.first_lane * d.dv_pad;
-  const float* outt = ws.outt + block.first_lane * d.dv_pad;
+  const auto* dot = ws.dot + block.first_lane * d.dv_pad;
+  const auto* outt = ws.outt + block.first_lane * d.dv_pad;
   for (std::int64_t v = 0; v < width; v += kW) {
     Vec::Reg acc = Vec::zero();
-    for (std::int64_t c = 0; c < d.dv_pad; ++c)
-      acc = F32Math::madd(acc, Vec::load(outt + c * width + v), Vec::load(dot + c * width + v));
+    for (std::int64_t s = 0; s < d.dv_pad / kPack; ++s) {
+      const std::int64_t at = (s * width + v) * kPack;
+      acc = ScoreMath::madd(acc, ScoreMath::load(outt + at), ScoreMath::load(dot + at));
+    }
     Vec::store(ws.delta + block.first_lane + v, acc);
   }
 }
 
-// Lane bookkeeping and every per-chunk operand: Q and dO both transposed
-// (by lane block) and row by row, D = rowsum(dO out), and the softmax
-// statistics: P = exp(s - lse), or exp(s - m) / l from the refinement pass
-// for rows whose lse is too large for fp32 (refine_row_stats).
+// Lane bookkeeping and every per-chunk operand: Q and dO transposed (by
+// lane block, ScoreMath operands) and fp32 row by row, out^T, D = rowsum(dO
+// out), and the softmax statistics: P = exp(s - lse), or exp(s - m) / l from
+// the statistics pass for rows whose lse is too large for fp32 (kRefineLse).
+template <class ScoreMath>
 inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
-                        const RowStats& stats, BackwardWorkspace& ws) {
+                        const RowStats& stats, BackwardWorkspace<ScoreMath>& ws) {
   const AttentionParams& p = *w.p;
   for (std::int64_t n = 0; n < block_count; ++n) {
     const LaneBlock& block = blocks[n];
     const std::int64_t width = block.cols * kW;
+    auto* qt = ws.qt + block.first_lane * d.d_pad;
+    auto* dot = ws.dot + block.first_lane * d.dv_pad;
+    auto* outt = ws.outt + block.first_lane * d.dv_pad;
     for (std::int64_t k = 0; k < width; ++k) {
       const std::int64_t lane = block.first_lane + k;
       float* q = ws.q_rows + lane * d.d_pad;
       float* dout = ws.do_rows + lane * d.dv_pad;
-      float* out = ws.outt + block.first_lane * d.dv_pad + k;  // column k of the block's out^T
       ws.row_max[lane] = std::numeric_limits<float>::infinity();  // P = 0 unless set below
       ws.inv_sum[lane] = 1.0f;
-      for (std::int64_t c = 0; c < d.dv_pad; ++c) out[c * width] = 0.0f;
+      std::memset(ws.out_row, 0, d.dv_pad * sizeof(float));
       if (set_lane(w, lane, ws)) {
         const std::int64_t i = ws.lane_row[lane], h = ws.lane_head[lane], row = w.seq.q_start + i;
         load_f32_row(p.q, p.dtype, core::element_offset(p.q_stride, w.b, row, h), p.head_dim, d.d_pad, q);
         load_f32_row(p.dout, p.dtype, core::element_offset(p.dout_stride, w.b, row, h), p.head_dim_v, d.dv_pad,
                      dout);
-        convert_to_f32(element_at(p.out, p.dtype, core::element_offset(p.out_stride, w.b, row, h)), p.dtype,
-                       p.head_dim_v, ws.out_row);
-        for (std::int64_t c = 0; c < p.head_dim_v; ++c) out[c * width] = ws.out_row[c];
+        load_f32_row(p.out, p.dtype, core::element_offset(p.out_stride, w.b, row, h), p.head_dim_v, d.dv_pad,
+                     ws.out_row);
         // A non-finite lse: the row kept no key, P = 0 (m = +inf) whatever lse says.
         const float lse = lse_of(p, w, i, h);
         if (std::isfinite(lse)) ws.row_max[lane] = lse;
@@ -198,10 +236,11 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
         std::memset(q, 0, d.d_pad * sizeof(float));
         std::memset(dout, 0, d.dv_pad * sizeof(float));
       }
-      float* qt = ws.qt + block.first_lane * d.d_pad;
-      float* dot = ws.dot + block.first_lane * d.dv_pad;
-      for (std::int64_t c = 0; c < d.d_pad; ++c) qt[c * width + k] = q[c];
-      for (std::int64_t c = 0; c < d.dv_pad; ++c) dot[c * width + k] = dout[c];
+      for (std::int64_t c = 0; c < d.d_pad; ++c) qt[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(q[c]);
+      for (std::int64_t c = 0; c < d.dv_pad; ++c) {
+        dot[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(dout[c]);
+        outt[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(ws.out_row[c]);
+      }
     }
     delta_of_block(d, block, ws);
     for (std::int64_t k = 0; k < width; ++k) {  // refined rows: m, 1/l and D from the statistics pass
@@ -216,19 +255,24 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
   std::memset(ws.dqt, 0, round_up(w.lanes(), kW) * d.d_pad * sizeof(float));
 }
 
-// Keys [key_begin, key_begin + n) as fp32 rows; rows up to n_pad zero.
+// Keys [key_begin, key_begin + n): K as fp32 rows (and ScoreMath rows), V
+// as ScoreMath rows; rows up to n_pad zero.
+template <class ScoreMath>
 inline void pack_superblock(const WorkItem& w, const BackwardDims& d, std::int64_t key_begin, std::int64_t n,
-                            std::int64_t n_pad, BackwardWorkspace& ws) {
+                            std::int64_t n_pad, BackwardWorkspace<ScoreMath>& ws) {
+  using SElem = typename ScoreMath::Elem;
   const AttentionParams& p = *w.p;
   for (std::int64_t j = 0; j < n; ++j) {
     const std::int64_t row = w.seq.k_start + key_begin + j;
-    load_f32_row(p.k, p.dtype, core::element_offset(p.k_stride, w.b, row, w.hk), p.head_dim, d.d_pad,
-                 ws.kp + j * d.d_pad);
-    load_f32_row(p.v, p.dtype, core::element_offset(p.v_stride, w.b, row, w.hk), p.head_dim_v, d.dv_pad,
-                 ws.vp + j * d.dv_pad);
+    const void* k = element_at(p.k, p.dtype, core::element_offset(p.k_stride, w.b, row, w.hk));
+    F32Math::load_row(k, p.dtype, p.head_dim, d.d_pad, ws.kp + j * d.d_pad);
+    if constexpr (!std::is_same_v<SElem, float>) ScoreMath::load_row(k, p.dtype, p.head_dim, d.d_pad, ws.kps + j * d.d_pad);
+    ScoreMath::load_row(element_at(p.v, p.dtype, core::element_offset(p.v_stride, w.b, row, w.hk)), p.dtype,
+                        p.head_dim_v, d.dv_pad, ws.vp + j * d.dv_pad);
   }
   std::memset(ws.kp + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(float));
-  std::memset(ws.vp + n * d.dv_pad, 0, (n_pad - n) * d.dv_pad * sizeof(float));
+  if constexpr (!std::is_same_v<SElem, float>) std::memset(ws.kps + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(SElem));
+  std::memset(ws.vp + n * d.dv_pad, 0, (n_pad - n) * d.dv_pad * sizeof(SElem));
   std::memset(ws.dk, 0, n_pad * d.d_pad * sizeof(float));
   std::memset(ws.dv, 0, n_pad * d.dv_pad * sizeof(float));
 }
@@ -236,17 +280,21 @@ inline void pack_superblock(const WorkItem& w, const BackwardDims& d, std::int64
 // One lane block against keys [key_begin, key_begin + n) of the tile whose
 // K and V rows start at kp and vp: fills its columns of z P^T and dS^T and
 // adds K^T dS^T to its dQ^T.
+template <class ScoreMath>
 inline void backward_block(const WorkItem& w, const BackwardDims& d, const LaneBlock& block, std::int64_t key_begin,
-                           std::int64_t n, std::int64_t n_pad, const float* kp, const float* vp,
-                           BackwardWorkspace& ws) {
+                           std::int64_t n, std::int64_t n_pad, std::int64_t tile_offset,
+                           BackwardWorkspace<ScoreMath>& ws) {
+  constexpr int kPack = ScoreMath::kPack;
   const AttentionParams& p = *w.p;
   const std::int64_t width = block.cols * kW, first = block.first_lane, ld = d.lanes_pad;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   float* st = ws.pzt + first;  // S^T, then z P^T (row stride ld)
   float* dst = ws.dst + first;
   with_cols(block.cols, [&]<int Cols>() {
-    score_product<F32Math, Cols>(n_pad, d.d_pad, kp, d.d_pad, ws.qt + first * d.d_pad, width, st, ld);
-    score_product<F32Math, Cols>(n_pad, d.dv_pad, vp, d.dv_pad, ws.dot + first * d.dv_pad, width, ws.dpt, width);
+    score_product<ScoreMath, Cols>(n_pad, d.d_pad / kPack, ws.kps + tile_offset * d.d_pad, d.d_pad,
+                                   ws.qt + first * d.d_pad, width, st, ld);
+    score_product<ScoreMath, Cols>(n_pad, d.dv_pad / kPack, ws.vp + tile_offset * d.dv_pad, d.dv_pad,
+                                   ws.dot + first * d.dv_pad, width, ws.dpt, width);
   });
 
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
@@ -289,13 +337,15 @@ inline void backward_block(const WorkItem& w, const BackwardDims& d, const LaneB
     }
   }
   with_cols(block.cols, [&]<int Cols>() {
-    output_product<F32Math, Cols>(d.d_pad, n_pad, kp, d.d_pad, dst, ld, ws.ones, ws.dqt + first * d.d_pad);
+    output_product<F32Math, Cols>(d.d_pad, n_pad, ws.kp + tile_offset * d.d_pad, d.d_pad, dst, ld, ws.ones,
+                                  ws.dqt + first * d.d_pad);
   });
 }
 
 // dV += (z P) dO and dK += dS Q for the tile's keys over lanes [lo, hi).
+template <class ScoreMath>
 inline void add_tile_gradients(const BackwardDims& d, std::int64_t tile_offset, std::int64_t n_pad, std::int64_t lo,
-                               std::int64_t hi, BackwardWorkspace& ws) {
+                               std::int64_t hi, BackwardWorkspace<ScoreMath>& ws) {
   const std::int64_t ld = d.lanes_pad;
   auto add = [&](const float* a, const float* b_rows, std::int64_t cols_total, float* acc) {
     for (std::int64_t c = 0; c < cols_total; c += Vec::kMaxCols * kW) {
@@ -311,8 +361,9 @@ inline void add_tile_gradients(const BackwardDims& d, std::int64_t tile_offset, 
 }
 
 // dQ^T of the chunk -> its stripe's dq rows (added: superblocks accumulate).
+template <class ScoreMath>
 inline void finish_chunk(const BackwardItem& item, const BackwardDims& d, const LaneBlock* blocks,
-                         std::int64_t block_count, BackwardWorkspace& ws) {
+                         std::int64_t block_count, BackwardWorkspace<ScoreMath>& ws) {
   const WorkItem& w = item.rows;
   const AttentionParams& p = *w.p;
   for (std::int64_t n = 0; n < block_count; ++n) {
@@ -329,8 +380,9 @@ inline void finish_chunk(const BackwardItem& item, const BackwardDims& d, const 
 }
 
 // The superblock's dK (scaled) and dV, complete: stored in the input dtype.
+template <class ScoreMath>
 inline void store_superblock(const WorkItem& w, const BackwardDims& d, std::int64_t key_begin, std::int64_t n,
-                             BackwardWorkspace& ws) {
+                             BackwardWorkspace<ScoreMath>& ws) {
   const AttentionParams& p = *w.p;
   for (std::int64_t j = 0; j < n; ++j) {
     const std::int64_t row = w.seq.k_start + key_begin + j;
@@ -372,8 +424,9 @@ inline core::KeyRange rows_seeing(const AttentionParams& p, const core::Sequence
   return {first, std::max(first, last)};
 }
 
+template <class ScoreMath>
 inline void backward_superblock(BackwardItem& item, const BackwardDims& d, std::int64_t key_begin,
-                                BackwardWorkspace& ws) {
+                                BackwardWorkspace<ScoreMath>& ws) {
   WorkItem& w = item.rows;
   const AttentionParams& p = *w.p;
   const std::int64_t n = std::min(d.superblock, w.seq.seqlen_k - key_begin), n_pad = round_up(n, Vec::kRows);
@@ -392,7 +445,7 @@ inline void backward_superblock(BackwardItem& item, const BackwardDims& d, std::
         const core::KeyRange keys =
             core::kept_keys_of_rows(p.mask, block.row_begin, block.row_end, w.seq.seqlen_q, w.seq.seqlen_k);
         if (keys.end <= key_begin + t || keys.begin >= key_begin + t + tile_n) continue;
-        backward_block(w, d, block, key_begin + t, tile_n, tile_pad, ws.kp + t * d.d_pad, ws.vp + t * d.dv_pad, ws);
+        backward_block(w, d, block, key_begin + t, tile_n, tile_pad, t, ws);
         if (lo < 0) lo = block.first_lane;
         hi = block.first_lane + block.cols * kW;
       }
@@ -467,12 +520,14 @@ class RefinedRowStats {
 
 // Upper bound: the refinement pass's scratch is freed before the main pass
 // allocates, but both are counted.
+template <class ScoreMath>
 inline std::int64_t backward_workspace_bytes_of(const AttentionParams& p, const ExecConfig& exec) {
   const BackwardDims d = backward_dims(p, exec);
   const std::int64_t stripes = d.stripes * backward_rows_q(p) * p.heads_q * d.d_pad * 4;
-  return BackwardWorkspace::bytes(d) * exec.threads + stripes + RefinedRowStats::bytes(p, exec);
+  return BackwardWorkspace<ScoreMath>::bytes(d) * exec.threads + stripes + RefinedRowStats::bytes(p, exec);
 }
 
+template <class ScoreMath>
 inline void run_backward_tiles(const AttentionParams& p, const ExecConfig& exec) {
   const BackwardDims d = backward_dims(p, exec);
   const std::int64_t rows_q = backward_rows_q(p);
@@ -484,7 +539,7 @@ inline void run_backward_tiles(const AttentionParams& p, const ExecConfig& exec)
   {
 #pragma omp for schedule(static)
     for (std::int64_t n = 0; n < d.stripes * stripe_size; ++n) stripes_dq[n] = 0.0f;
-    BackwardWorkspace ws(d);
+    BackwardWorkspace<ScoreMath> ws(d);
     for (std::int64_t k = 0; k < kMaxBlockLanes; ++k) ws.ones[k] = 1.0f;
 #pragma omp for schedule(dynamic, 1)
     for (std::int64_t item = 0; item < items; ++item) {

@@ -25,10 +25,7 @@ struct ExecConfig {
 FLASHATTN_DECLARE_CPU_FORWARD(scalar)
 FLASHATTN_DECLARE_CPU_FORWARD(avx2)
 FLASHATTN_DECLARE_CPU_FORWARD(avx512)
-namespace avx512_bf16 {  // bf16 inputs with vdpbf16ps; other dtypes run avx512; no backward of its own yet
-void forward(const AttentionParams& params, const ExecConfig& exec);
-std::int64_t workspace_bytes(const AttentionParams& params, const ExecConfig& exec);
-}  // namespace avx512_bf16
+FLASHATTN_DECLARE_CPU_FORWARD(avx512_bf16)  // bf16 inputs with vdpbf16ps; other dtypes run avx512
 
 #undef FLASHATTN_DECLARE_CPU_FORWARD
 

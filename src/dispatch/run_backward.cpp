@@ -14,7 +14,7 @@ void run_backward(const AttentionParams& params) {
   cpu::ExecConfig exec;
   exec.threads = num_threads();
   switch (active_isa()) {
-    case Isa::avx512_bf16:
+    case Isa::avx512_bf16: cpu::avx512_bf16::backward(params, exec); break;
     case Isa::avx512: cpu::avx512::backward(params, exec); break;
     case Isa::avx2: cpu::avx2::backward(params, exec); break;
     case Isa::scalar: cpu::scalar::backward(params, exec); break;
@@ -26,7 +26,7 @@ std::int64_t backward_workspace_bytes(const AttentionParams& params) {
   cpu::ExecConfig exec;
   exec.threads = num_threads();
   switch (active_isa()) {
-    case Isa::avx512_bf16:
+    case Isa::avx512_bf16: return cpu::avx512_bf16::backward_workspace_bytes(params, exec);
     case Isa::avx512: return cpu::avx512::backward_workspace_bytes(params, exec);
     case Isa::avx2: return cpu::avx2::backward_workspace_bytes(params, exec);
     case Isa::scalar: break;
