@@ -95,6 +95,15 @@ struct Case {
 
 void none(AttentionProblem&) {}
 
+// Logits ~1e3-1e4, exact in fp32 (integer q and k, power-of-two scale; see
+// test_forward_oracle.cpp): |lse| far above kRefineLse, so P comes from the
+// refined row statistics, not from the fp32 lse.
+void large_logits(AttentionProblem& a, float power_of_two_scale) {
+  a.stddev = 30.0;
+  a.integer_qk = true;
+  a.options.softmax_scale = power_of_two_scale;
+}
+
 const Case kCases[] = {
     {"f32_d64_nomask", DType::f32, 64, 67, 131, 2, 2, none},
     {"f32_d128_causal_gqa", DType::f32, 128, 97, 97, 4, 2, [](AttentionProblem& a) { a.options.causal = true; }},
@@ -153,37 +162,20 @@ const Case kCases[] = {
        a.seqused_k = {0, 25};
        a.options.window_size = {8, 8};
      }},
-    // Logits ~1e3-1e4, exact in fp32 (integer q and k, power-of-two scale; see
-    // test_forward_oracle.cpp): |lse| far above kRefineLse, so P comes from
-    // the refined row statistics, not from the fp32 lse.
-    {"f32_d64_large_logits", DType::f32, 64, 70, 90, 2, 2,
-     [](AttentionProblem& a) {
-       a.stddev = 30.0;
-       a.integer_qk = true;
-       a.options.softmax_scale = 0.125f;
-     }},
+    {"f32_d64_large_logits", DType::f32, 64, 70, 90, 2, 2, [](AttentionProblem& a) { large_logits(a, 0.125f); }},
     {"f32_d32_large_logits_causal_gqa", DType::f32, 32, 40, 300, 4, 2,
      [](AttentionProblem& a) {
-       a.stddev = 30.0;
-       a.integer_qk = true;
-       a.options.softmax_scale = 0.25f;
+       large_logits(a, 0.25f);
        a.options.causal = true;
      }},
     {"f32_d48_large_logits_dropout_window", DType::f32, 48, 60, 130, 2, 1,
      [](AttentionProblem& a) {
-       a.stddev = 30.0;
-       a.integer_qk = true;
-       a.options.softmax_scale = 0.125f;
+       large_logits(a, 0.125f);
        a.options.window_size = {40, 7};
        a.options.dropout_p = 0.3f;
        a.options.seed = 11;
      }},
-    {"bf16_d64_large_logits", DType::bf16, 64, 50, 80, 2, 2,
-     [](AttentionProblem& a) {
-       a.stddev = 30.0;
-       a.integer_qk = true;
-       a.options.softmax_scale = 0.125f;
-     }},
+    {"bf16_d64_large_logits", DType::bf16, 64, 50, 80, 2, 2, [](AttentionProblem& a) { large_logits(a, 0.125f); }},
 };
 
 class BackwardOracle : public ::testing::TestWithParam<Case> {};
