@@ -3,8 +3,8 @@
 // samples of each result against the fp64 reference by the oracle rule
 // (sampled_oracle.hpp, sampled_backward_oracle.hpp). One row per mask
 // configuration, with the arithmetic peak of the path the kernel uses
-// measured in the same process (peak_probe.hpp) and, for the forward, the
-// unfused baseline timed on the same inputs (unfused_baseline.hpp).
+// measured in the same process (peak_probe.hpp) and the unfused baseline
+// (forward or backward) timed on the same inputs (unfused_baseline.hpp).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -146,9 +146,6 @@ constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-di
 void check_flag_combinations(const BenchOptions& o) {
   auto given = [&](Sv flag) { return std::find(o.flags_given.begin(), o.flags_given.end(), flag) != o.flags_given.end(); };
   if (given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
-  if (given("--baseline-gemm") && o.mode == BenchMode::bwd) {
-    throw CliError("bench: --baseline-gemm: --mode bwd has no unfused baseline");
-  }
   if (given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
   if (!o.sweep) return;
   for (Sv flag : kSweptFlags) {
@@ -326,16 +323,15 @@ double median_ms(std::int64_t repeat, Fn&& fn) {
 
 // Times the unfused baseline on `params` like the kernel, or says why not.
 void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow& row) {
-  const std::string skipped = o.mode == BenchMode::bwd ? "no unfused backward"
-                              : o.baseline              ? unfused_unsupported_reason(params)
-                                                        : "--no-baseline";
+  const std::string skipped = o.baseline ? unfused_unsupported_reason(params) : "--no-baseline";
   if (!skipped.empty()) {
     row.baseline_note = skipped;
     return;  // baseline "none", baseline_ms and speedup NaN (null in JSON)
   }
   // Only now: loading OpenBLAS costs memory that a skipped baseline should not add.
   const GemmBackend gemm = o.baseline_gemm.value_or(default_gemm_backend());
-  UnfusedAttention baseline(params, gemm, active_isa(), num_threads());
+  const UnfusedPass pass = o.mode == BenchMode::bwd ? UnfusedPass::backward : UnfusedPass::forward;
+  UnfusedAttention baseline(params, gemm, active_isa(), num_threads(), pass);
   row.baseline = gemm_backend_name(gemm);
   row.baseline_note = gemm == GemmBackend::openblas ? "OpenBLAS " + openblas_core_name() : "own " + row.isa;
   row.baseline_ms = median_ms(o.repeat, [&] { baseline.run(); });
@@ -358,18 +354,23 @@ double time_forward(const BenchOptions& o, Problem& p, const AttentionParams& pa
   return forward_flops(params);
 }
 
-// --mode bwd: runs the forward once (untimed) for out and lse, then times
-// run_backward on random dout and checks dq, dk and dv on a sample. Returns
-// the FLOPs of one call: 2.5x the forward's (DESIGN.md).
-double time_backward(const BenchOptions& o, Problem& p, AttentionParams params, const FlashAttnOptions& options,
-                     BenchRow& row) {
-  flash_attn(p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
-  // dout, dq, dk and dv are contiguous with the shapes of out, q, k and v.
+// The forward's params plus the backward's tensors: dout, dq, dk and dv are
+// contiguous with the shapes of out, q, k and v.
+AttentionParams with_gradients(const BenchOptions& o, Problem& p, AttentionParams params) {
   params.dout = p.dout.data(), params.dout_stride = params.out_stride;
   params.dq = p.dq.data(), params.dq_stride = params.q_stride;
   params.dk = p.dk.data(), params.dk_stride = params.k_stride;
   params.dv = p.dv.data(), params.dv_stride = params.v_stride;
   params.deterministic = o.deterministic;
+  return params;
+}
+
+// --mode bwd: runs the forward once (untimed) for out and lse, then times
+// run_backward on random dout and checks dq, dk and dv on a sample. Returns
+// the FLOPs of one call: 2.5x the forward's (DESIGN.md).
+double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& params,
+                     const FlashAttnOptions& options, BenchRow& row) {
+  flash_attn(p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
   for (std::vector<std::byte>* grad : {&p.dq, &p.dk, &p.dv}) poison(*grad);
   row.ms = median_ms(o.repeat, [&] { run_backward(params); });
   row.workspace_bytes = backward_workspace_bytes(params);
@@ -381,8 +382,9 @@ double time_backward(const BenchOptions& o, Problem& p, AttentionParams params, 
 BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options,
                            const Ceiling& ceiling) {
   // Validates everything, and is exactly what flash_attn runs.
-  const AttentionParams params = frontend::flash_attn_params(
-      "flash_attn", p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
+  AttentionParams params = frontend::flash_attn_params("flash_attn", p.q_view, p.k_view, p.v_view,
+                                                       {.out = p.out_view, .softmax_lse = p.lse_view}, options);
+  if (o.mode == BenchMode::bwd) params = with_gradients(o, p, params);
   BenchRow row;
   row.mode = o.mode;
   row.backend = backend_name(active_backend());

@@ -51,7 +51,6 @@ flashattn bench flags (defaults in brackets):
   --no-baseline      skip the unfused baseline
   --baseline-gemm G  the baseline's GEMM: openblas or own
                      [openblas when libopenblas.so.0 loads, else own]
-                     (fwd only: bwd has no unfused baseline)
   --sweep            one row per seqlen x head dim {64, 128} x {non-causal,
                      causal} (sets --seqlen, --head-dim and the mask; the
                      other flags apply to every row); progress on stderr
@@ -61,9 +60,10 @@ flashattn bench flags (defaults in brackets):
 Each row: median ms, GFLOP/s over kept (i, j) pairs (bwd: 2.5x the
 forward's FLOPs), the arithmetic peak of the kernel's path (fma, or bf16_dot
 for bf16 on avx512_bf16) measured in this process and the fraction of it,
-the unfused baseline (fwd only: S = QK^T materialised, softmax, PV; skipped
-with softcap, alibi, dropout or a > 1 GiB S per head) and the speedup over
-it, the library's workspace, the size of the tensors (q, k, v, out, lse;
+the unfused baseline (S = QK^T materialised, softmax, PV; bwd: its
+autograd backward, dV = P^T dO, dP = dO V^T, dS, dQ = dS K, dK = dS^T Q;
+skipped with softcap, alibi, dropout or a > 1 GiB S per head) and the
+speedup over it, the library's workspace, the size of the tensors (q, k, v, out, lse;
 bwd: and dout, dq, dk, dv) and the process's peak RSS (MiB), the max abs
 error vs the fp64 reference and the oracle verdict. fwd: out on 16 sampled
 rows, error <= 2 x naive-in-dtype error + one ulp of max |ref|. bwd (after
