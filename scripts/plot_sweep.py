@@ -1,14 +1,17 @@
 #!/usr/bin/env python3
-"""Chart of a `flashattn bench --sweep --json` run.
+"""Chart of `flashattn bench --sweep --json` runs.
 
-Reads the JSON lines (a file argument, or stdin) and writes a PNG with two
+Reads the JSON lines (file arguments, or stdin) and writes a PNG with two
 panels against the sequence length (log2 axis): GFLOP/s, with the measured
 peak dashed and the unfused baseline dotted, and the fraction of that peak.
-One line per (head_dim, causal) series.
+One line per (head_dim, causal) series. Forward and backward rows
+(`--mode bwd`) get a row of panels each, forward on top.
 
     flashattn bench --sweep --json > sweep.jsonl
     python3 scripts/plot_sweep.py sweep.jsonl -o sweep.png
     flashattn bench --sweep --json | python3 scripts/plot_sweep.py -o sweep.png
+    flashattn bench --sweep --json --mode bwd > bwd.jsonl
+    python3 scripts/plot_sweep.py sweep.jsonl bwd.jsonl -o both.png
 """
 import argparse
 import json
@@ -21,6 +24,12 @@ import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 
 REQUIRED_KEYS = ("isa", "dtype", "threads", "seqlen_q", "head_dim", "causal", "gflops", "peak_gflops",
                  "fraction_of_peak")
+MODE_NAMES = {"fwd": "forward", "bwd": "backward"}  # in panel order
+
+
+def mode_of(row):
+    """"fwd" or "bwd"; rows from before `--mode` existed are forward rows."""
+    return row.get("mode", "fwd")
 
 
 def read_rows(stream, name):
@@ -37,9 +46,9 @@ def read_rows(stream, name):
         if missing:
             raise SystemExit(f"plot_sweep: {name}:{number}: missing {', '.join(missing)}"
                              " (expected `flashattn bench --sweep --json` output)")
+        if mode_of(row) not in MODE_NAMES:
+            raise SystemExit(f"plot_sweep: {name}:{number}: unknown mode {mode_of(row)!r}")
         rows.append(row)
-    if not rows:
-        raise SystemExit(f"plot_sweep: {name}: no rows")
     return rows
 
 
@@ -51,16 +60,16 @@ def series_of(rows):
     return {key: sorted(points, key=lambda r: r["seqlen_q"]) for key, points in sorted(series.items())}
 
 
-def title_of(rows):
+def title_of(rows, modes):
     first = rows[0]
     parts = [f"isa {first['isa']}", f"dtype {first['dtype']}", f"{first['threads']} threads"]
     if "batch" in first and "heads" in first:
         parts.append(f"B{first['batch']} H{first['heads']}")
-    return "flashattn forward: " + ", ".join(parts)
+    return f"flashattn {' and '.join(MODE_NAMES[m] for m in modes)}: " + ", ".join(parts)
 
 
-def plot(rows, output):
-    figure, (speed, fraction) = plt.subplots(1, 2, figsize=(13, 6.5))
+def plot_panels(speed, fraction, rows, mode):
+    """One mode's rows: GFLOP/s on `speed`, fraction of peak on `fraction`."""
     for (head_dim, causal), points in series_of(rows).items():
         seqlens = [r["seqlen_q"] for r in points]
         label = f"d={head_dim} {'causal' if causal else 'non-causal'}"
@@ -75,7 +84,8 @@ def plot(rows, output):
     path = rows[0].get("path", "")
     speed.axhline(peak, linestyle="--", color="gray", label=f"measured {path} peak ({peak:.0f})")
     seqlens = sorted({r["seqlen_q"] for r in rows})
-    for axis, ylabel in ((speed, "GFLOP/s (kept pairs)"), (fraction, "fraction of peak")):
+    flops = "GFLOP/s (kept pairs)" if mode == "fwd" else "GFLOP/s (kept pairs, 2.5x the forward's)"
+    for axis, ylabel in ((speed, flops), (fraction, "fraction of peak")):
         axis.set_xscale("log", base=2)
         axis.set_xticks(seqlens, [str(s) for s in seqlens])
         axis.set_xlabel("seqlen (q = k)")
@@ -85,21 +95,37 @@ def plot(rows, output):
     fraction.set_ylim(0, max(1.0, max(r["fraction_of_peak"] for r in rows) * 1.05))
     for axis in (speed, fraction):  # below the panels, clear of the lines
         axis.legend(fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
-    figure.suptitle(title_of(rows))
+
+
+def plot(rows, output):
+    modes = [mode for mode in MODE_NAMES if any(mode_of(r) == mode for r in rows)]
+    figure, axes = plt.subplots(len(modes), 2, figsize=(13, 6.5 * len(modes)), squeeze=False)
+    for (speed, fraction), mode in zip(axes, modes):
+        plot_panels(speed, fraction, [r for r in rows if mode_of(r) == mode], mode)
+        if len(modes) > 1:
+            for axis in (speed, fraction):
+                axis.set_title(MODE_NAMES[mode])
+    figure.suptitle(title_of(rows, modes))
     figure.tight_layout()
     figure.savefig(output, dpi=110, format="png")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Chart `flashattn bench --sweep --json` output as a PNG.")
-    parser.add_argument("input", nargs="?", help="JSON lines from the bench (default: stdin)")
+    parser.add_argument("inputs", nargs="*", metavar="input",
+                        help="files of JSON lines from the bench, e.g. a forward and a backward sweep "
+                             "(default, or -: stdin)")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     args = parser.parse_args(argv)
-    if args.input and args.input != "-":
-        with open(args.input, encoding="utf-8") as stream:
-            rows = read_rows(stream, args.input)
-    else:
-        rows = read_rows(sys.stdin, "stdin")
+    rows = []
+    for name in args.inputs or ["-"]:
+        if name == "-":
+            rows += read_rows(sys.stdin, "stdin")
+        else:
+            with open(name, encoding="utf-8") as stream:
+                rows += read_rows(stream, name)
+    if not rows:
+        raise SystemExit(f"plot_sweep: {', '.join(args.inputs) or 'stdin'}: no rows")
     plot(rows, args.output)
     return 0
 

@@ -1,9 +1,10 @@
-// `flashattn bench`: times flashattn::flash_attn on random normal inputs and
-// checks sampled rows of each result against the fp64 reference by the
-// oracle rule (sampled_oracle.hpp). One row per mask configuration, with the
-// arithmetic peak of the path the kernel uses measured in the same process
-// (peak_probe.hpp) and the unfused baseline timed on the same inputs
-// (unfused_baseline.hpp).
+// `flashattn bench`: times flashattn::flash_attn (--mode fwd) or
+// flashattn::run_backward (--mode bwd) on random normal inputs and checks
+// samples of each result against the fp64 reference by the oracle rule
+// (sampled_oracle.hpp, sampled_backward_oracle.hpp). One row per mask
+// configuration, with the arithmetic peak of the path the kernel uses
+// measured in the same process (peak_probe.hpp) and the unfused baseline
+// (forward or backward) timed on the same inputs (unfused_baseline.hpp).
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -25,6 +26,7 @@
 #include "flashattn/flashattn.hpp"
 #include "frontends/flash_attn_params.hpp"
 #include "peak_probe.hpp"
+#include "sampled_backward_oracle.hpp"
 #include "sampled_oracle.hpp"
 #include "unfused_baseline.hpp"
 
@@ -35,9 +37,13 @@ using cli::CliError;
 
 constexpr std::uint64_t kDropoutSeed = 0x1234;
 constexpr std::uint64_t kInputSeed = 0x5eed;
-constexpr int kSampledRows = 16;
+constexpr int kSampledRows = 16;    // query rows: out and lse (fwd), dq (bwd)
+constexpr int kSampledKvHeads = 2;  // bwd: (batch, kv head) pairs whose dk and dv are checked
+constexpr int kSampledKeys = 8;     // bwd: keys of each
 
 struct BenchOptions {
+  BenchMode mode = BenchMode::fwd;
+  bool deterministic = false;  // bwd: params.deterministic
   std::int64_t batch = 1, heads = 16, seqlen_q = 2048, seqlen_k = 2048, head_dim = 128;
   std::int64_t heads_kv = 0;  // 0: = heads
   DType dtype = DType::f32;
@@ -58,6 +64,12 @@ struct BenchOptions {
   std::optional<Isa> isa;
   std::optional<Backend> backend;
 };
+
+BenchMode parse_mode(std::string_view text) {
+  for (BenchMode m : {BenchMode::fwd, BenchMode::bwd})
+    if (bench_mode_name(m) == text) return m;
+  throw CliError("--mode expects fwd or bwd, got '" + std::string(text) + "'");
+}
 
 DType parse_dtype(std::string_view text) {
   for (DType t : {DType::f32, DType::bf16, DType::f16})
@@ -101,6 +113,8 @@ struct Flag {
 
 // clang-format off
 constexpr Flag kFlags[] = {
+    {"--mode", true, [](BenchOptions& o, Sv, Sv v) { o.mode = parse_mode(v); }},
+    {"--deterministic", false, [](BenchOptions& o, Sv, Sv) { o.deterministic = true; }},
     {"--batch", true, [](BenchOptions& o, Sv f, Sv v) { o.batch = parse_size(f, v); }},
     {"--heads", true, [](BenchOptions& o, Sv f, Sv v) { o.heads = parse_size(f, v); }},
     {"--heads-kv", true, [](BenchOptions& o, Sv f, Sv v) { o.heads_kv = parse_size(f, v); }},
@@ -128,8 +142,10 @@ constexpr Flag kFlags[] = {
 // Flags that --sweep sets itself.
 constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-dim", "--causal", "--window"};
 
-void check_sweep_flags(const BenchOptions& o) {
+// Flags that only make sense with another one.
+void check_flag_combinations(const BenchOptions& o) {
   auto given = [&](Sv flag) { return std::find(o.flags_given.begin(), o.flags_given.end(), flag) != o.flags_given.end(); };
+  if (given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
   if (given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
   if (!o.sweep) return;
   for (Sv flag : kSweptFlags) {
@@ -150,7 +166,7 @@ BenchOptions parse_bench_options(std::span<const std::string_view> args) {
     known->apply(o, flag, known->takes_value ? cursor.value_of(flag) : Sv{});
     o.flags_given.push_back(known->name);
   }
-  check_sweep_flags(o);
+  check_flag_combinations(o);
   if (o.heads_kv == 0) o.heads_kv = o.heads;
   if (o.baseline_gemm == GemmBackend::openblas && o.baseline && !openblas_available()) {
     throw CliError("--baseline-gemm openblas: libopenblas.so.0 does not load (install libopenblas0-pthread)");
@@ -179,11 +195,16 @@ struct Problem {
   std::vector<std::byte> q, k, v, out;  // q, out (b, sq, h, d); k, v (b, sk, hk, d)
   std::vector<float> lse;               // (b, h, sq)
   std::vector<float> slopes;            // (h,) alibi slopes
+  // bwd only (empty for fwd), contiguous like their forward counterparts:
+  std::vector<std::byte> dout, dq;  // (b, sq, h, d)
+  std::vector<std::byte> dk, dv;    // (b, sk, hk, d)
   TensorView q_view, k_view, v_view, out_view, lse_view, slopes_view;
 
-  // Bytes of q, k, v, out and lse: what the caller of the library owns.
+  // Bytes of the tensors the caller of the library owns.
   std::int64_t tensor_bytes() const {
-    return static_cast<std::int64_t>(q.size() + k.size() + v.size() + out.size() + lse.size() * sizeof(float));
+    std::size_t bytes = lse.size() * sizeof(float);
+    for (const std::vector<std::byte>* t : {&q, &k, &v, &out, &dout, &dq, &dk, &dv}) bytes += t->size();
+    return static_cast<std::int64_t>(bytes);
   }
 };
 
@@ -203,7 +224,8 @@ void check_fits_in_memory(const BenchOptions& o) {
   const std::int64_t q_numel = checked_numel({o.batch, o.seqlen_q, o.heads, o.head_dim});
   const std::int64_t kv_numel = checked_numel({o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
   const std::int64_t lse_numel = checked_numel({o.batch, o.heads, o.seqlen_q});
-  const double bytes = (2.0 * q_numel + 2.0 * kv_numel) * dtype_size(o.dtype) + 4.0 * lse_numel;
+  const double copies = o.mode == BenchMode::bwd ? 4.0 : 2.0;  // q, out (+ dout, dq); k, v (+ dk, dv)
+  const double bytes = copies * (q_numel + kv_numel) * dtype_size(o.dtype) + 4.0 * lse_numel;
   const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
   if (physical > 0 && bytes > 0.8 * physical) {
     throw CliError("bench: the tensors need " + std::to_string(static_cast<std::int64_t>(bytes / (1 << 30))) +
@@ -211,7 +233,7 @@ void check_fits_in_memory(const BenchOptions& o) {
   }
 }
 
-// Allocated (zero) tensors; randomize_inputs fills q, k and v.
+// Allocated (zero) tensors; prepare_problem fills q, k, v and dout.
 Problem make_problem(const BenchOptions& o) {
   check_fits_in_memory(o);
   const DType t = o.dtype;
@@ -221,6 +243,12 @@ Problem make_problem(const BenchOptions& o) {
   p.v.resize(p.k.size());
   p.out.resize(p.q.size());
   p.lse.resize(checked_numel({o.batch, o.heads, o.seqlen_q}));
+  if (o.mode == BenchMode::bwd) {
+    p.dout.resize(p.q.size());
+    p.dq.resize(p.q.size());
+    p.dk.resize(p.k.size());
+    p.dv.resize(p.v.size());
+  }
   for (std::int64_t h = 0; h < o.heads; ++h) p.slopes.push_back(std::exp2(-8.0 * (h + 1) / o.heads));
   p.q_view = TensorView::contiguous(p.q.data(), t, {o.batch, o.seqlen_q, o.heads, o.head_dim});
   p.k_view = TensorView::contiguous(p.k.data(), t, {o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
@@ -265,6 +293,7 @@ struct Ceiling {
   double peak_gflops = 0;
 };
 
+// The backward takes its path by the forward's rule (math_path_of), so both modes share this.
 Ceiling measure_ceiling(const BenchOptions& o) {
   const MathPath path = math_path_of(active_isa(), o.dtype);
   return {path, peak_gflops(active_isa(), path, num_threads())};
@@ -301,25 +330,63 @@ void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow
   }
   // Only now: loading OpenBLAS costs memory that a skipped baseline should not add.
   const GemmBackend gemm = o.baseline_gemm.value_or(default_gemm_backend());
-  UnfusedAttention baseline(params, gemm, active_isa(), num_threads());
+  const UnfusedPass pass = o.mode == BenchMode::bwd ? UnfusedPass::backward : UnfusedPass::forward;
+  UnfusedAttention baseline(params, gemm, active_isa(), num_threads(), pass);
   row.baseline = gemm_backend_name(gemm);
   row.baseline_note = gemm == GemmBackend::openblas ? "OpenBLAS " + openblas_core_name() : "own " + row.isa;
   row.baseline_ms = median_ms(o.repeat, [&] { baseline.run(); });
   row.speedup_vs_baseline = row.baseline_ms / row.ms;
 }
 
+// Poisons `bytes` with all-ones: NaN in f32, f16 and bf16. Every run writes
+// the same values, so anything still NaN at the end was never written.
+void poison(std::vector<std::byte>& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
+
+// --mode fwd: times flash_attn, checks out and lse on sampled rows. Returns the FLOPs of one call.
+double time_forward(const BenchOptions& o, Problem& p, const AttentionParams& params,
+                    const FlashAttnOptions& options, BenchRow& row) {
+  const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
+  poison(p.out);
+  std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
+  row.ms = median_ms(o.repeat, [&] { flash_attn(p.q_view, p.k_view, p.v_view, outputs, options); });
+  row.workspace_bytes = forward_workspace_bytes(params);
+  row.verdict = check_rows(params, sample_rows(params, kSampledRows, kInputSeed));
+  return forward_flops(params);
+}
+
+// The forward's params plus the backward's tensors: dout, dq, dk and dv are
+// contiguous with the shapes of out, q, k and v.
+AttentionParams with_gradients(const BenchOptions& o, Problem& p, AttentionParams params) {
+  params.dout = p.dout.data(), params.dout_stride = params.out_stride;
+  params.dq = p.dq.data(), params.dq_stride = params.q_stride;
+  params.dk = p.dk.data(), params.dk_stride = params.k_stride;
+  params.dv = p.dv.data(), params.dv_stride = params.v_stride;
+  params.deterministic = o.deterministic;
+  return params;
+}
+
+// --mode bwd: runs the forward once (untimed) for out and lse, then times
+// run_backward on random dout and checks dq, dk and dv on a sample. Returns
+// the FLOPs of one call: 2.5x the forward's (DESIGN.md).
+double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& params,
+                     const FlashAttnOptions& options, BenchRow& row) {
+  flash_attn(p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
+  for (std::vector<std::byte>* grad : {&p.dq, &p.dk, &p.dv}) poison(*grad);
+  row.ms = median_ms(o.repeat, [&] { run_backward(params); });
+  row.workspace_bytes = backward_workspace_bytes(params);
+  row.grad_verdict =
+      check_backward(params, sample_backward(params, kSampledRows, kSampledKvHeads, kSampledKeys, kInputSeed));
+  return 2.5 * forward_flops(params);
+}
+
 BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options,
                            const Ceiling& ceiling) {
-  const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
   // Validates everything, and is exactly what flash_attn runs.
-  const AttentionParams params =
-      frontend::flash_attn_params("flash_attn", p.q_view, p.k_view, p.v_view, outputs, options);
-  // Poison: every run writes the same values, so anything still NaN at the end was never written.
-  std::fill(p.out.begin(), p.out.end(), std::byte{0xff});
-  std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
-  const double kernel_ms = median_ms(o.repeat, [&] { flash_attn(p.q_view, p.k_view, p.v_view, outputs, options); });
-
+  AttentionParams params = frontend::flash_attn_params("flash_attn", p.q_view, p.k_view, p.v_view,
+                                                       {.out = p.out_view, .softmax_lse = p.lse_view}, options);
+  if (o.mode == BenchMode::bwd) params = with_gradients(o, p, params);
   BenchRow row;
+  row.mode = o.mode;
   row.backend = backend_name(active_backend());
   row.isa = isa_name(active_isa());
   row.dtype = dtype_name(o.dtype);
@@ -328,16 +395,16 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   row.causal = options.causal;
   row.window_left = params.mask.left, row.window_right = params.mask.right;
   row.softcap = o.softcap, row.dropout_p = o.dropout_p, row.alibi = o.alibi;
+  row.deterministic = o.deterministic;
   row.threads = num_threads();
   row.repeat = static_cast<int>(o.repeat);
-  row.ms = kernel_ms;
-  row.gflops = forward_flops(params) / (row.ms * 1e-3) / 1e9;
+  const double flops = o.mode == BenchMode::fwd ? time_forward(o, p, params, options, row)
+                                                : time_backward(o, p, params, options, row);
+  row.gflops = flops / (row.ms * 1e-3) / 1e9;
   row.path = math_path_name(ceiling.path);
   row.peak_gflops = ceiling.peak_gflops;
   row.fraction_of_peak = row.gflops / ceiling.peak_gflops;
-  row.workspace_bytes = forward_workspace_bytes(params);
   row.tensor_mb = static_cast<double>(p.tensor_bytes()) / kMiB;
-  row.verdict = check_rows(params, sample_rows(params, kSampledRows, kInputSeed));
   run_baseline(o, params, row);
   row.peak_rss_mb = peak_rss_mb();
   return row;
@@ -368,7 +435,9 @@ Problem prepare_problem(const BenchOptions& o, std::vector<FlashAttnOptions>& co
                                 {.out = problem.out_view, .softmax_lse = problem.lse_view}, options);
   }
   std::mt19937_64 rng(kInputSeed);
-  for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v}) randomize(*input, o.dtype, rng);
+  for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v, &problem.dout}) {
+    randomize(*input, o.dtype, rng);  // dout is empty for fwd
+  }
   return problem;
 }
 
@@ -402,7 +471,7 @@ int run_bench(std::span<const std::string_view> args) {
     }
   }
   if (!o.json) print_table(std::cout, rows);
-  const bool all_ok = std::all_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.verdict.ok; });
+  const bool all_ok = std::all_of(rows.begin(), rows.end(), [](const BenchRow& r) { return r.oracle_ok(); });
   return all_ok ? 0 : 1;
 }
 

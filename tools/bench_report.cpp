@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <utility>
 #include <vector>
 
 namespace flashattn::tools {
@@ -39,14 +40,37 @@ std::string features_label(const BenchRow& r) {
 }
 
 struct Column {
-  const char* title;
+  std::string title;
   bool right_aligned;
   std::function<std::string(const BenchRow&)> cell;
 };
 
-std::vector<Column> table_columns() {
+// The gradients a bwd row checks, by name.
+constexpr std::pair<const char*, GradientError BackwardVerdict::*> kGradients[] = {
+    {"dq", &BackwardVerdict::dq}, {"dk", &BackwardVerdict::dk}, {"dv", &BackwardVerdict::dv}};
+
+std::string mib(std::int64_t bytes) { return format("%.1f", static_cast<double>(bytes) / kMiB); }
+
+// The error columns of a mode: out's for fwd, dq's, dk's and dv's for bwd
+// ("-" for dk and dv when they were not checked).
+std::vector<Column> error_columns(BenchMode mode) {
+  if (mode == BenchMode::fwd) {
+    return {{"max_abs_err", true, [](const BenchRow& r) { return format("%.2e", r.verdict.max_abs_err); }},
+            {"bound", true, [](const BenchRow& r) { return format("%.2e", r.verdict.bound); }}};
+  }
+  std::vector<Column> columns;
+  for (const auto& [name, grad] : kGradients) {
+    columns.push_back({std::string(name) + "_err", true,
+                       [grad](const BenchRow& r) { return optional_number("%.2e", (r.grad_verdict.*grad).err); }});
+    columns.push_back({std::string(name) + "_bound", true,
+                       [grad](const BenchRow& r) { return optional_number("%.2e", (r.grad_verdict.*grad).bound); }});
+  }
+  return columns;
+}
+
+std::vector<Column> table_columns(BenchMode mode) {
   auto num = [](std::int64_t x) { return std::to_string(x); };
-  return {
+  std::vector<Column> columns = {
       {"backend", false, [](const BenchRow& r) { return r.backend; }},
       {"isa", false, [](const BenchRow& r) { return r.isa; }},
       {"dtype", false, [](const BenchRow& r) { return r.dtype; }},
@@ -59,21 +83,29 @@ std::vector<Column> table_columns() {
       {"mask", false, mask_label},
       {"features", false, features_label},
       {"threads", true, [=](const BenchRow& r) { return num(r.threads); }},
+  };
+  if (mode == BenchMode::bwd) {
+    columns.push_back({"det", false, [](const BenchRow& r) { return std::string(r.deterministic ? "yes" : "no"); }});
+  }
+  const std::vector<Column> timing = {
       {"ms", true, [](const BenchRow& r) { return format("%.3f", r.ms); }},
       {"GFLOP/s", true, [](const BenchRow& r) { return format("%.1f", r.gflops); }},
       {"path", false, [](const BenchRow& r) { return r.path; }},
       {"peak", true, [](const BenchRow& r) { return format("%.0f", r.peak_gflops); }},
       {"%peak", true, [](const BenchRow& r) { return format("%.1f", 100 * r.fraction_of_peak); }},
-      {"max_abs_err", true, [](const BenchRow& r) { return format("%.2e", r.verdict.max_abs_err); }},
-      {"bound", true, [](const BenchRow& r) { return format("%.2e", r.verdict.bound); }},
+  };
+  const std::vector<Column> tail = {
       {"baseline", false, [](const BenchRow& r) { return r.baseline; }},
       {"base_ms", true, [](const BenchRow& r) { return optional_number("%.3f", r.baseline_ms); }},
       {"speedup", true, [](const BenchRow& r) { return optional_number("%.2f", r.speedup_vs_baseline); }},
-      {"ws_MiB", true, [](const BenchRow& r) { return format("%.1f", static_cast<double>(r.workspace_bytes) / kMiB); }},
+      {"ws_MiB", true, [](const BenchRow& r) { return mib(r.workspace_bytes); }},
       {"tensor_MiB", true, [](const BenchRow& r) { return format("%.1f", r.tensor_mb); }},
       {"rss_MiB", true, [](const BenchRow& r) { return format("%.1f", r.peak_rss_mb); }},
-      {"oracle", false, [](const BenchRow& r) { return std::string(r.verdict.ok ? "ok" : "FAIL"); }},
+      {"oracle", false, [](const BenchRow& r) { return std::string(r.oracle_ok() ? "ok" : "FAIL"); }},
   };
+  const std::vector<Column> errors = error_columns(mode);
+  for (const std::vector<Column>* part : {&timing, &errors, &tail}) columns.insert(columns.end(), part->begin(), part->end());
+  return columns;
 }
 
 // Finite numbers as %.6g; NaN and infinities (not JSON) as null.
@@ -88,13 +120,33 @@ std::string json_string(const std::string& s) {
   return quoted + "\"";
 }
 
+// Why a row's oracle verdict failed, with its numbers.
+std::string failure_details(const BenchRow& r) {
+  if (r.mode == BenchMode::fwd) {
+    const OracleVerdict& v = r.verdict;
+    return v.failure + " (out error " + format("%.3e", v.max_abs_err) + ", bound " + format("%.3e", v.bound) +
+           "; lse error " + format("%.3e", v.lse_err) + ", bound " + format("%.3e", v.lse_bound) + "; " +
+           std::to_string(v.rows_checked) + " rows checked)";
+  }
+  const BackwardVerdict& v = r.grad_verdict;
+  std::string details = v.failure + " (";
+  for (const auto& [name, grad] : kGradients) {
+    details += std::string(name) + " error " + format("%.3e", (v.*grad).err) + ", bound " +
+               format("%.3e", (v.*grad).bound) + "; ";
+  }
+  return details + std::to_string(v.rows_checked) + " rows and " + std::to_string(v.keys_checked) +
+         " keys checked)";
+}
+
 }  // namespace
 
+std::string_view bench_mode_name(BenchMode mode) { return mode == BenchMode::bwd ? "bwd" : "fwd"; }
+
 void print_table(std::ostream& os, std::span<const BenchRow> rows) {
-  const std::vector<Column> columns = table_columns();
+  const std::vector<Column> columns = table_columns(rows.empty() ? BenchMode::fwd : rows.front().mode);
   std::vector<std::vector<std::string>> cells(rows.size());  // (rows, columns)
   std::vector<std::size_t> widths;
-  for (const Column& c : columns) widths.push_back(std::string(c.title).size());
+  for (const Column& c : columns) widths.push_back(c.title.size());
   for (std::size_t r = 0; r < rows.size(); ++r) {
     for (std::size_t c = 0; c < columns.size(); ++c) {
       cells[r].push_back(columns[c].cell(rows[r]));
@@ -111,39 +163,48 @@ void print_table(std::ostream& os, std::span<const BenchRow> rows) {
     line.erase(line.find_last_not_of(' ') + 1);
     os << line << '\n';
   };
-  print_line([&](std::size_t c) { return std::string(columns[c].title); });
+  print_line([&](std::size_t c) { return columns[c].title; });
   for (std::size_t r = 0; r < rows.size(); ++r) print_line([&](std::size_t c) { return cells[r][c]; });
   for (std::size_t r = 0; r < rows.size(); ++r) {
-    const OracleVerdict& v = rows[r].verdict;
-    if (v.ok) continue;
-    os << "row " << r + 1 << ": FAIL: " << v.failure << " (out error " << format("%.3e", v.max_abs_err) << ", bound "
-       << format("%.3e", v.bound) << "; lse error " << format("%.3e", v.lse_err) << ", bound "
-       << format("%.3e", v.lse_bound) << "; " << v.rows_checked << " rows checked)\n";
+    if (!rows[r].oracle_ok()) os << "row " << r + 1 << ": FAIL: " << failure_details(rows[r]) << '\n';
   }
   os.flush();
 }
 
 void print_json_line(std::ostream& os, const BenchRow& r) {
-  const OracleVerdict& v = r.verdict;
   auto b = [](bool x) { return x ? "true" : "false"; };
-  os << "{\"mode\": \"fwd\", \"backend\": " << json_string(r.backend) << ", \"isa\": " << json_string(r.isa)
-     << ", \"dtype\": " << json_string(r.dtype) << ", \"batch\": " << r.batch << ", \"heads\": " << r.heads
-     << ", \"heads_kv\": " << r.heads_kv << ", \"seqlen_q\": " << r.seqlen_q << ", \"seqlen_k\": " << r.seqlen_k
-     << ", \"head_dim\": " << r.head_dim << ", \"causal\": " << b(r.causal) << ", \"window_left\": " << r.window_left
-     << ", \"window_right\": " << r.window_right << ", \"softcap\": " << json_number(r.softcap)
-     << ", \"alibi\": " << b(r.alibi) << ", \"dropout_p\": " << json_number(r.dropout_p)
-     << ", \"threads\": " << r.threads << ", \"repeat\": " << r.repeat << ", \"ms\": " << json_number(r.ms)
+  os << "{\"mode\": " << json_string(std::string(bench_mode_name(r.mode))) << ", \"backend\": " << json_string(r.backend)
+     << ", \"isa\": " << json_string(r.isa) << ", \"dtype\": " << json_string(r.dtype) << ", \"batch\": " << r.batch
+     << ", \"heads\": " << r.heads << ", \"heads_kv\": " << r.heads_kv << ", \"seqlen_q\": " << r.seqlen_q
+     << ", \"seqlen_k\": " << r.seqlen_k << ", \"head_dim\": " << r.head_dim << ", \"causal\": " << b(r.causal)
+     << ", \"window_left\": " << r.window_left << ", \"window_right\": " << r.window_right
+     << ", \"softcap\": " << json_number(r.softcap) << ", \"alibi\": " << b(r.alibi)
+     << ", \"dropout_p\": " << json_number(r.dropout_p);
+  if (r.mode == BenchMode::bwd) os << ", \"deterministic\": " << b(r.deterministic);
+  os << ", \"threads\": " << r.threads << ", \"repeat\": " << r.repeat << ", \"ms\": " << json_number(r.ms)
      << ", \"gflops\": " << json_number(r.gflops) << ", \"path\": " << json_string(r.path)
      << ", \"peak_gflops\": " << json_number(r.peak_gflops)
      << ", \"fraction_of_peak\": " << json_number(r.fraction_of_peak)
      << ", \"baseline\": " << json_string(r.baseline) << ", \"baseline_note\": " << json_string(r.baseline_note)
      << ", \"baseline_ms\": " << json_number(r.baseline_ms)
-     << ", \"speedup_vs_baseline\": " << json_number(r.speedup_vs_baseline) << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
-     << ", \"tensor_mb\": " << json_number(r.tensor_mb) << ", \"max_abs_err\": " << json_number(v.max_abs_err)
-     << ", \"err_bound\": " << json_number(v.bound) << ", \"lse_err\": " << json_number(v.lse_err)
-     << ", \"lse_bound\": " << json_number(v.lse_bound) << ", \"rows_checked\": " << v.rows_checked
-     << ", \"oracle_ok\": " << b(v.ok);
-  if (!v.ok) os << ", \"failure\": " << json_string(v.failure);
+     << ", \"speedup_vs_baseline\": " << json_number(r.speedup_vs_baseline)
+     << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
+     << ", \"tensor_mb\": " << json_number(r.tensor_mb);
+  if (r.mode == BenchMode::fwd) {
+    const OracleVerdict& v = r.verdict;
+    os << ", \"max_abs_err\": " << json_number(v.max_abs_err) << ", \"err_bound\": " << json_number(v.bound)
+       << ", \"lse_err\": " << json_number(v.lse_err) << ", \"lse_bound\": " << json_number(v.lse_bound)
+       << ", \"rows_checked\": " << v.rows_checked;
+  } else {
+    const BackwardVerdict& v = r.grad_verdict;
+    for (const auto& [name, grad] : kGradients) {
+      os << ", \"" << name << "_err\": " << json_number((v.*grad).err) << ", \"" << name
+         << "_bound\": " << json_number((v.*grad).bound);
+    }
+    os << ", \"rows_checked\": " << v.rows_checked << ", \"keys_checked\": " << v.keys_checked;
+  }
+  os << ", \"oracle_ok\": " << b(r.oracle_ok());
+  if (!r.oracle_ok()) os << ", \"failure\": " << json_string(r.mode == BenchMode::fwd ? r.verdict.failure : r.grad_verdict.failure);
   os << "}\n" << std::flush;
 }
 

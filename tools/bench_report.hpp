@@ -7,14 +7,23 @@
 #include <ostream>
 #include <span>
 #include <string>
+#include <string_view>
 
+#include "sampled_backward_oracle.hpp"
 #include "sampled_oracle.hpp"
 
 namespace flashattn::tools {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
+// What a row times: the forward (flash_attn) or the backward (run_backward).
+enum class BenchMode { fwd, bwd };
+
+// "fwd" / "bwd".
+std::string_view bench_mode_name(BenchMode mode);
+
 struct BenchRow {
+  BenchMode mode = BenchMode::fwd;
   std::string backend, isa, dtype;
   std::int64_t batch = 0, heads = 0, heads_kv = 0, seqlen_q = 0, seqlen_k = 0, head_dim = 0;
   bool causal = false;
@@ -22,9 +31,10 @@ struct BenchRow {
   std::int64_t window_left = -1, window_right = -1;
   double softcap = 0, dropout_p = 0;
   bool alibi = false;
+  bool deterministic = false;  // bwd: params.deterministic (the CPU backward is deterministic either way)
   int threads = 0, repeat = 0;
   double ms = 0;      // median of `repeat` runs
-  double gflops = 0;  // kept (i, j) pairs only
+  double gflops = 0;  // kept (i, j) pairs only; bwd counts 2.5x the forward's FLOPs
   std::string path;   // "fma" / "bf16_dot": the instruction of the kernel's inner products
   double peak_gflops = 0;       // of `path` at this ISA and thread count, measured in-process
   double fraction_of_peak = 0;  // gflops / peak_gflops
@@ -34,16 +44,23 @@ struct BenchRow {
   std::string baseline_note;  // "OpenBLAS <core>", "own <isa>", or why it was skipped
   double baseline_ms = std::numeric_limits<double>::quiet_NaN();          // median, like ms
   double speedup_vs_baseline = std::numeric_limits<double>::quiet_NaN();  // baseline_ms / ms
-  std::int64_t workspace_bytes = 0;  // the library's scratch memory (forward_workspace_bytes)
+  // The library's scratch memory (forward_workspace_bytes / backward_workspace_bytes).
+  std::int64_t workspace_bytes = 0;
   double peak_rss_mb = 0;  // the process's peak resident set after this row (and its baseline), MiB
-  double tensor_mb = 0;    // q, k, v, out and lse, MiB: peak_rss_mb minus this is the overhead
-  OracleVerdict verdict;
+  // q, k, v, out and lse (bwd: and dout, dq, dk, dv), MiB: peak_rss_mb minus this is the overhead.
+  double tensor_mb = 0;
+  OracleVerdict verdict;         // fwd: out and lse on sampled rows
+  BackwardVerdict grad_verdict;  // bwd: dq, dk and dv on sampled rows and keys
+
+  bool oracle_ok() const { return mode == BenchMode::fwd ? verdict.ok : grad_verdict.ok; }
 };
 
 // Header, one line per row, then one line per failed verdict saying why.
+// The error columns are those of the first row's mode (a run has one mode).
 void print_table(std::ostream& os, std::span<const BenchRow> rows);
 
-// {"mode": "fwd", "backend": ..., "oracle_ok": true} on one line.
+// {"mode": "fwd", "backend": ..., "oracle_ok": true} on one line; bwd rows
+// add "deterministic" and carry dq / dk / dv errors instead of out / lse.
 void print_json_line(std::ostream& os, const BenchRow& row);
 
 }  // namespace flashattn::tools

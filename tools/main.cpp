@@ -21,10 +21,12 @@ namespace {
 constexpr const char* kUsage = R"(usage: flashattn <command> [flags]
 
 commands:
-  bench   time the forward on random inputs and check it against the fp64 reference
+  bench   time the forward or backward on random inputs and check it against
+          the fp64 reference
   info    version, instruction sets, backend and threads
 
 flashattn bench flags (defaults in brackets):
+  --mode M           fwd (flash_attn) or bwd (run_backward: dq, dk, dv) [fwd]
   --batch B          [1]
   --heads H          [16]
   --heads-kv HK      [= H]; must divide H
@@ -39,6 +41,8 @@ flashattn bench flags (defaults in brackets):
   --softcap C        s = C * tanh(s / C)
   --alibi            slopes 2^(-8 (h + 1) / H)
   --dropout P        drop probability, fixed seed
+  --deterministic    bwd only: ask for a deterministic backward (reported;
+                     the CPU backward is always bitwise deterministic)
   --threads N        CPU threads (0 = default)
   --isa NAME         scalar, avx2, avx512 or avx512_bf16
   --backend NAME     cpu or reference
@@ -53,14 +57,19 @@ flashattn bench flags (defaults in brackets):
   --sweep-seqlens L  the sweep's seqlens, comma separated
                      [512,1024,2048,4096,8192,16384]
 
-Each row: median ms, GFLOP/s over kept (i, j) pairs, the arithmetic peak of
-the kernel's path (fma, or bf16_dot for bf16 on avx512_bf16) measured in this
-process and the fraction of it, the unfused baseline (S = QK^T materialised,
-softmax, PV; skipped with softcap, alibi, dropout or a > 1 GiB S per head)
-and the speedup over it, the library's workspace, the size of q, k, v, out
-and lse and the process's peak RSS (MiB), max abs error of 16 sampled rows vs
-the fp64 reference, and the oracle verdict
-(error <= 2 x naive-in-dtype error + unit roundoff x max |ref|).
+Each row: median ms, GFLOP/s over kept (i, j) pairs (bwd: 2.5x the
+forward's FLOPs), the arithmetic peak of the kernel's path (fma, or bf16_dot
+for bf16 on avx512_bf16) measured in this process and the fraction of it,
+the unfused baseline (S = QK^T materialised, softmax, PV; bwd: its
+autograd backward, dV = P^T dO, dP = dO V^T, dS, dQ = dS K, dK = dS^T Q;
+skipped with softcap, alibi, dropout or a > 1 GiB S per head) and the
+speedup over it, the library's workspace, the size of the tensors (q, k, v, out, lse;
+bwd: and dout, dq, dk, dv) and the process's peak RSS (MiB), the max abs
+error vs the fp64 reference and the oracle verdict. fwd: out on 16 sampled
+rows, error <= 2 x naive-in-dtype error + one ulp of max |ref|. bwd (after
+one untimed forward, random dout): dq on 16 sampled rows, dk and dv on 8
+keys of 2 (batch, kv head) pairs (fewer for long sequences, to bound the
+check's cost), each error <= 3 x naive-in-dtype error + one ulp.
 Exit status: 0 ok, 1 an oracle verdict failed, 2 bad arguments.
 )";
 

@@ -9,26 +9,12 @@
 
 #include "flashattn/error.hpp"
 #include "reference/reference_forward.hpp"
+#include "reference/reference_rows.hpp"
 
 namespace flashattn::tools {
 namespace {
 
-constexpr double kNegInf = -std::numeric_limits<double>::infinity();
-
-double load(const void* base, DType dtype, std::int64_t index) {
-  switch (dtype) {
-    case DType::f32:
-      return static_cast<const float*>(base)[index];
-    case DType::f64:
-      return static_cast<const double*>(base)[index];
-    case DType::bf16:
-      return to_float(static_cast<const bfloat16*>(base)[index]);
-    case DType::f16:
-      return to_float(static_cast<const float16*>(base)[index]);
-    default:
-      return std::numeric_limits<double>::quiet_NaN();
-  }
-}
+using reference::detail::load;
 
 // True when no element of out (or lse, when present) is NaN.
 bool outputs_written(const AttentionParams& p) {

@@ -1,6 +1,7 @@
 // Pieces of the naive reference shared by its forward and backward: element
 // access, rounding to an emulated precision, sequence extents and the scores
-// of one query row. Internal to src/reference/.
+// of one query row. Internal to src/reference/ and the bench's sampled
+// oracles (tools/sampled_*oracle.cpp), which recompute parts of the reference.
 #pragma once
 
 #include <cstdint>

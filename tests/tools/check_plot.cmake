@@ -1,7 +1,8 @@
 # Runs scripts/plot_sweep.py on a sweep fixture and checks it wrote a PNG.
 #   cmake -DPYTHON=<python3 with matplotlib> -DSCRIPT=<plot_sweep.py> -DINPUT=<json lines>
-#         -DOUTPUT=<png path> -P check_plot.cmake
-# Also: the same from stdin, and no rows -> a non-zero exit and no file.
+#         -DINPUT_BWD=<json lines of a --mode bwd sweep> -DOUTPUT=<png path> -P check_plot.cmake
+# Also: the same from stdin, the backward sweep alone and with the forward
+# one (two files), and no rows -> a non-zero exit and no file.
 function(expect_png path)
   if(NOT EXISTS "${path}")
     message(FATAL_ERROR "no file ${path}")
@@ -12,7 +13,7 @@ function(expect_png path)
   endif()
 endfunction()
 
-file(REMOVE "${OUTPUT}" "${OUTPUT}.stdin.png" "${OUTPUT}.empty.png")
+file(REMOVE "${OUTPUT}" "${OUTPUT}.stdin.png" "${OUTPUT}.bwd.png" "${OUTPUT}.both.png" "${OUTPUT}.empty.png")
 execute_process(COMMAND "${PYTHON}" "${SCRIPT}" "${INPUT}" -o "${OUTPUT}" RESULT_VARIABLE rc ERROR_VARIABLE err)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "plot_sweep.py ${INPUT} exited ${rc}:\n${err}")
@@ -25,6 +26,19 @@ if(NOT rc EQUAL 0)
   message(FATAL_ERROR "plot_sweep.py < ${INPUT} exited ${rc}:\n${err}")
 endif()
 expect_png("${OUTPUT}.stdin.png")
+
+execute_process(COMMAND "${PYTHON}" "${SCRIPT}" "${INPUT_BWD}" -o "${OUTPUT}.bwd.png" RESULT_VARIABLE rc ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "plot_sweep.py ${INPUT_BWD} exited ${rc}:\n${err}")
+endif()
+expect_png("${OUTPUT}.bwd.png")
+
+execute_process(COMMAND "${PYTHON}" "${SCRIPT}" "${INPUT}" "${INPUT_BWD}" -o "${OUTPUT}.both.png" RESULT_VARIABLE rc
+                ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "plot_sweep.py ${INPUT} ${INPUT_BWD} exited ${rc}:\n${err}")
+endif()
+expect_png("${OUTPUT}.both.png")
 
 execute_process(COMMAND "${PYTHON}" "${SCRIPT}" -o "${OUTPUT}.empty.png" INPUT_FILE /dev/null RESULT_VARIABLE rc
                 ERROR_VARIABLE err)

@@ -12,68 +12,21 @@
 #include "frontends/flash_attn_params.hpp"
 #include "reference/reference_forward.hpp"
 #include "sampled_oracle.hpp"
+#include "sampled_cases.hpp"
 #include "support/oracle.hpp"
 
 namespace flashattn::testing {
 namespace {
 
-struct Case {
-  std::string name;
-  DType dtype;
-  std::int64_t seqlen_q, seqlen_k, heads, heads_kv;
-  FlashAttnOptions options;
-};
-
-std::vector<float> slopes(std::int64_t heads) {
-  std::vector<float> s;  // (heads,)
-  for (std::int64_t h = 0; h < heads; ++h) s.push_back(std::exp2(-8.0f * (h + 1) / heads));
-  return s;
-}
-
-std::vector<Case> cases(const TensorView& alibi) {
-  return {
-      {"plain f32", DType::f32, 19, 23, 2, 2, {}},
-      {"causal bf16 sq>sk", DType::bf16, 29, 11, 4, 2, {.causal = true}},
-      {"window f16 with empty rows", DType::f16, 9, 31, 4, 1, {.window_size = {2, 1}}},
-      {"softcap alibi dropout",
-       DType::f32,
-       17,
-       17,
-       4,
-       4,
-       {.dropout_p = 0.3f, .softcap = 3.0f, .alibi_slopes = alibi, .seed = 77}},
-      {"everything bf16",
-       DType::bf16,
-       13,
-       21,
-       4,
-       2,
-       {.dropout_p = 0.2f, .causal = true, .window_size = {5, -1}, .softcap = 4.0f, .alibi_slopes = alibi, .seed = 5}},
-  };
-}
-
-FixedProblem make_problem(const Case& c, std::mt19937_64& rng) {
-  FixedProblem pr;
-  pr.dtype = c.dtype;
-  pr.batch = 2;
-  pr.seqlen_q = c.seqlen_q;
-  pr.seqlen_k = c.seqlen_k;
-  pr.heads = c.heads;
-  pr.heads_kv = c.heads_kv;
-  pr.head_dim = 24;
-  pr.allocate(rng);
-  return pr;
-}
-
 // Exact equality, where both are -inf too.
 bool same(double a, double b) { return a == b || (std::isnan(a) && std::isnan(b)); }
 
 TEST(SampledOracle, RowsAreBitIdenticalToReferenceForward) {
-  const std::vector<float> alibi = slopes(4);
-  for (const Case& c : cases(TensorView::contiguous(alibi.data(), DType::f32, {4}))) {
+  const std::vector<float> alibi = alibi_slopes(4);
+  for (const SampledCase& c : sampled_cases(TensorView::contiguous(alibi.data(), DType::f32, {4}))) {
     SCOPED_TRACE(c.name);
     auto rng = test_rng();
-    FixedProblem pr = make_problem(c, rng);
+    FixedProblem pr = make_sampled_problem(c, rng);
     const AttentionParams p = frontend::flash_attn_params("t", pr.q, pr.k, pr.v, pr.outputs(), c.options);
     for (DType precision : {DType::f64, c.dtype}) {
       const reference::ReferenceOutput ref = reference::reference_forward(p, precision);
@@ -93,11 +46,11 @@ TEST(SampledOracle, RowsAreBitIdenticalToReferenceForward) {
 }
 
 TEST(SampledOracle, PassesTheKernelAndFailsWrongResults) {
-  const std::vector<float> alibi = slopes(4);
-  for (const Case& c : cases(TensorView::contiguous(alibi.data(), DType::f32, {4}))) {
+  const std::vector<float> alibi = alibi_slopes(4);
+  for (const SampledCase& c : sampled_cases(TensorView::contiguous(alibi.data(), DType::f32, {4}))) {
     SCOPED_TRACE(c.name);
     auto rng = test_rng();
-    FixedProblem pr = make_problem(c, rng);
+    FixedProblem pr = make_sampled_problem(c, rng);
     const AttentionParams p = frontend::flash_attn_params("t", pr.q, pr.k, pr.v, pr.outputs(), c.options);
     const std::vector<tools::RowIndex> rows = tools::sample_rows(p, 8, 1);
     ASSERT_EQ(rows.size(), 8u);

@@ -1,7 +1,8 @@
 // The bench's unfused baseline (tools/unfused_baseline.*): the same result as
-// the library's forward and as the fp64 reference, with each GEMM backend
-// (OpenBLAS where it loads), each ISA's own kernels, and both ways of
-// scheduling heads; and it declines what it does not implement.
+// the library's forward and as the fp64 reference (forward and backward),
+// with each GEMM backend (OpenBLAS where it loads), each ISA's own kernels,
+// and both ways of scheduling heads; and it declines what it does not
+// implement.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 
 #include "flashattn/flashattn.hpp"
 #include "frontends/flash_attn_params.hpp"
+#include "reference/reference_backward.hpp"
 #include "reference/reference_forward.hpp"
 #include "support/oracle.hpp"
 #include "unfused_baseline.hpp"
@@ -91,6 +93,34 @@ TEST(UnfusedBaseline, MatchesTheLibraryAndTheReference) {
           if (c.dtype == DType::f32) {
             EXPECT_LT(max_abs_diff(baseline.out(), [&](std::size_t e) { return pr.out.get(std::int64_t(e)); }), 1e-4);
           }
+        }
+      }
+    });
+  }
+}
+
+TEST(UnfusedBaseline, BackwardMatchesTheReference) {
+  for (const Case& c : cases()) {
+    SCOPED_TRACE(c.name);
+    FixedProblem pr = make_problem(c);
+    auto rng = test_rng(1);
+    HostTensor dout(c.dtype, {c.batch, c.seqlen_q, c.heads, c.head_dim});
+    dout.randomize(rng);
+    AttentionParams p = frontend::flash_attn_params("t", pr.q, pr.k, pr.v, pr.outputs(), c.options);
+    p.dout = dout.view().data;
+    p.dout_stride = {dout.view().stride[0], dout.view().stride[1], dout.view().stride[2]};
+    const reference::ReferenceGrads exact = reference::reference_backward(p, DType::f64);
+    for_each_isa([&](Isa isa) {
+      for (GemmBackend gemm : gemm_backends()) {
+        for (int threads : {1, 2, 3}) {  // 1: kv heads in turn; 2, 3: in parallel, or one on all threads
+          SCOPED_TRACE(std::string(isa_name(isa)) + " " + std::string(tools::gemm_backend_name(gemm)) + " threads " +
+                       std::to_string(threads));
+          tools::UnfusedAttention baseline(p, gemm, isa, threads, tools::UnfusedPass::backward);
+          baseline.run();
+          // fp32 arithmetic on exactly converted inputs; gradients sum up to seqlen terms.
+          EXPECT_LT(max_abs_diff(baseline.dq(), [&](std::size_t e) { return exact.dq[e]; }), 1e-4);
+          EXPECT_LT(max_abs_diff(baseline.dk(), [&](std::size_t e) { return exact.dk[e]; }), 1e-4);
+          EXPECT_LT(max_abs_diff(baseline.dv(), [&](std::size_t e) { return exact.dv[e]; }), 1e-4);
         }
       }
     });
