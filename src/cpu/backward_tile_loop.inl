@@ -83,7 +83,6 @@ class BackwardWorkspace {
   float* dst;        // (k_cols, lanes_pad)  dS^T of the tile
   float* dpt;        // (k_cols, kMaxBlockLanes) dP^T of one lane block
   float* capt;       // (k_cols, kMaxBlockLanes) 1 - tanh^2 of one lane block (softcap)
-  SElem* outt;       // (lanes_pad, dv_pad)  the forward's out^T by lane block
   float* out_row;    // (dv_pad) one row of out, converted
   float* row_max;    // (lanes_pad) m of P = exp(s - m) * inv_sum: lse, or the refined max; +inf without keys
   float* inv_sum;    // (lanes_pad) 1, or the refined 1 / l
@@ -125,7 +124,6 @@ class BackwardWorkspace {
     dst = take<float>(at, d.k_cols * lanes);
     dpt = take<float>(at, d.k_cols * kMaxBlockLanes);
     capt = take<float>(at, d.k_cols * kMaxBlockLanes);
-    outt = take<SElem>(at, lanes * d.dv_pad);
     out_row = take<float>(at, d.dv_pad);
     row_max = take<float>(at, lanes);
     inv_sum = take<float>(at, lanes);
@@ -180,31 +178,13 @@ inline std::int64_t operand_at(std::int64_t c, std::int64_t k, std::int64_t widt
   return (c / kPack * width + k) * kPack + c % kPack;
 }
 
-// D = rowsum(dO out) of the block's lanes, in exactly the order and
-// rounding of the micro-kernel's dP_j = dO . v_j: where a row's softmax is
-// one-hot, out == v_j bitwise and dP_j - D is exactly 0, as in the naive
-// algorithm's D = sum_j P_j dP_j (a double-precision D would leave dP_j's
-// rounding error there, multiplied into dQ and dK by |k| and |q|).
-template <class ScoreMath>
-inline void delta_of_block(const BackwardDims& d, const LaneBlock& block, BackwardWorkspace<ScoreMath>& ws) {
-  constexpr int kPack = ScoreMath::kPack;
-  const std::int64_t width = block.cols * kW;
-  const auto* dot = ws.dot + block.first_lane * d.dv_pad;
-  const auto* outt = ws.outt + block.first_lane * d.dv_pad;
-  for (std::int64_t v = 0; v < width; v += kW) {
-    Vec::Reg acc = Vec::zero();
-    for (std::int64_t s = 0; s < d.dv_pad / kPack; ++s) {
-      const std::int64_t at = (s * width + v) * kPack;
-      acc = ScoreMath::madd(acc, ScoreMath::load(outt + at), ScoreMath::load(dot + at));
-    }
-    Vec::store(ws.delta + block.first_lane + v, acc);
-  }
-}
-
 // Lane bookkeeping and every per-chunk operand: Q and dO transposed (by
-// lane block, ScoreMath operands) and fp32 row by row, out^T, D = rowsum(dO
-// out), and the softmax statistics: P = exp(s - lse), or exp(s - m) / l from
-// the statistics pass for rows whose lse is too large for fp32 (kRefineLse).
+// lane block, ScoreMath operands) and fp32 row by row, D = rowsum(dO out)
+// and P = exp(s - lse); for rows whose lse is too large for fp32
+// (kRefineLse) the statistics pass's m, 1/l and D = sum_j P_j dP_j instead:
+// P = exp(s - m) / l, and dP_j - D cancels where the row is one-hot, as in
+// the naive algorithm (D from out would leave dP_j's rounding error there,
+// multiplied into dQ and dK by |k| and |q|).
 template <class ScoreMath>
 inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
                         const RowStats& stats, BackwardWorkspace<ScoreMath>& ws) {
@@ -214,14 +194,13 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
     const std::int64_t width = block.cols * kW;
     auto* qt = ws.qt + block.first_lane * d.d_pad;
     auto* dot = ws.dot + block.first_lane * d.dv_pad;
-    auto* outt = ws.outt + block.first_lane * d.dv_pad;
     for (std::int64_t k = 0; k < width; ++k) {
       const std::int64_t lane = block.first_lane + k;
       float* q = ws.q_rows + lane * d.d_pad;
       float* dout = ws.do_rows + lane * d.dv_pad;
       ws.row_max[lane] = std::numeric_limits<float>::infinity();  // P = 0 unless set below
       ws.inv_sum[lane] = 1.0f;
-      std::memset(ws.out_row, 0, d.dv_pad * sizeof(float));
+      ws.delta[lane] = 0.0f;
       if (set_lane(w, lane, ws)) {
         const std::int64_t i = ws.lane_row[lane], h = ws.lane_head[lane], row = w.seq.q_start + i;
         load_f32_row(p.q, p.dtype, core::element_offset(p.q_stride, w.b, row, h), p.head_dim, d.d_pad, q);
@@ -229,6 +208,9 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
                      dout);
         load_f32_row(p.out, p.dtype, core::element_offset(p.out_stride, w.b, row, h), p.head_dim_v, d.dv_pad,
                      ws.out_row);
+        double delta = 0;  // D = rowsum(dO out), rounded once
+        for (std::int64_t c = 0; c < p.head_dim_v; ++c) delta += static_cast<double>(dout[c]) * ws.out_row[c];
+        ws.delta[lane] = static_cast<float>(delta);
         // A non-finite lse: the row kept no key, P = 0 (m = +inf) whatever lse says.
         const float lse = lse_of(p, w, i, h);
         if (std::isfinite(lse)) ws.row_max[lane] = lse;
@@ -237,12 +219,8 @@ inline void start_chunk(const WorkItem& w, const BackwardDims& d, const LaneBloc
         std::memset(dout, 0, d.dv_pad * sizeof(float));
       }
       for (std::int64_t c = 0; c < d.d_pad; ++c) qt[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(q[c]);
-      for (std::int64_t c = 0; c < d.dv_pad; ++c) {
-        dot[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(dout[c]);
-        outt[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(ws.out_row[c]);
-      }
+      for (std::int64_t c = 0; c < d.dv_pad; ++c) dot[operand_at<ScoreMath>(c, k, width)] = score_operand<ScoreMath>(dout[c]);
     }
-    delta_of_block(d, block, ws);
     for (std::int64_t k = 0; k < width; ++k) {  // refined rows: m, 1/l and D from the statistics pass
       const std::int64_t lane = block.first_lane + k, i = ws.lane_row[lane], h = ws.lane_head[lane];
       if (i < 0 || !refined(lse_of(p, w, i, h), stats)) continue;
