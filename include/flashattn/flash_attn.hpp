@@ -13,7 +13,7 @@
 //   attn_probs fp32 (b, h, sq, sk), varlen (b, h, max_seqlen_q, max_seqlen_k)
 // q, k, v and out share one dtype: f32, f16 or bf16; head dims 1..256.
 // Every argument is checked before anything is written; bad input throws
-// flashattn::Error naming the argument.
+// flashattn::Error naming the argument. The backward: flash_attn_backward.hpp.
 #pragma once
 
 #include <cstdint>
@@ -36,7 +36,7 @@ struct FlashAttnOptions {
   WindowSize window_size{};                  // bottom-right band
   float softcap = 0.0f;                      // > 0: s = softcap * tanh(s / softcap)
   TensorView alibi_slopes{};                 // fp32 (h,) or (b, h); adds -slope * |i + sk - sq - j|
-  bool deterministic = false;                // backward only; the forward is always deterministic
+  bool deterministic = false;                // backward only; on the CPU every backward is bitwise deterministic anyway
   bool return_attn_probs = false;            // fill FlashAttnOutputs::attn_probs
   // Dropout RNG (flash-attn takes a generator): required when dropout_p > 0.
   // The mask depends only on (seed, offset, batch, head, i, j).

@@ -4,6 +4,7 @@
 #include "flashattn/dtype.hpp"
 #include "flashattn/error.hpp"
 #include "flashattn/flash_attn.hpp"
+#include "flashattn/flash_attn_backward.hpp"
 #include "flashattn/params.hpp"
 #include "flashattn/runtime.hpp"
 #include "flashattn/tensor.hpp"

@@ -1,6 +1,7 @@
 #include "frontends/tensor_checks.hpp"
 
 #include <array>
+#include <cstdint>
 #include <sstream>
 #include <utility>
 
@@ -24,11 +25,22 @@ std::string strides_string(const TensorView& t) {
   return os.str();
 }
 
-// False when every element of t has its own address, by a sufficient test:
+// Sizes and strides of up to kMaxRank + 1 dimensions: a tensor, or two
+// views of one stride pattern stacked along an extra dimension.
+struct Dims {
+  int rank = 0;
+  std::array<std::int64_t, kMaxRank + 1> shape{}, stride{};
+
+  explicit Dims(const TensorView& t) : rank(t.rank) {
+    for (int d = 0; d < t.rank; ++d) shape[d] = t.shape[d], stride[d] = t.stride[d];
+  }
+};
+
+// False when every element has its own address, by a sufficient test:
 // ordered by stride, each dimension steps past everything the smaller ones
 // span. (Exotic interleavings that pass no such ordering count as overlapping.)
-bool self_overlapping(const TensorView& t) {
-  std::array<int, kMaxRank> dims{};
+bool self_overlapping(const Dims& t) {
+  std::array<int, kMaxRank + 1> dims{};
   int n = 0;
   for (int d = 0; d < t.rank; ++d) {
     if (t.shape[d] == 0) return false;  // no elements at all
@@ -40,12 +52,48 @@ bool self_overlapping(const TensorView& t) {
   for (int i = 0; i < n; ++i) {
     const int d = dims[i];
     if (t.stride[d] <= span) return true;
-    span += (t.shape[d] - 1) * t.stride[d];  // fits: tensor() bounded the total span
+    // The product fits (tensor() bounded each tensor's span); the sum of two stacked views may not.
+    if (__builtin_add_overflow(span, (t.shape[d] - 1) * t.stride[d], &span)) return true;
   }
   return false;
 }
 
+bool has_no_elements(const TensorView& t) {
+  for (int d = 0; d < t.rank; ++d)
+    if (t.shape[d] == 0) return true;
+  return false;
+}
+
+// [first byte, one past the last byte) of a checked tensor (strides >= 0).
+std::pair<std::uintptr_t, std::uintptr_t> byte_range(const TensorView& t) {
+  std::int64_t last = 0;
+  for (int d = 0; d < t.rank; ++d) last += (t.shape[d] - 1) * t.stride[d];
+  const auto begin = reinterpret_cast<std::uintptr_t>(t.data);
+  return {begin, begin + static_cast<std::uintptr_t>((last + 1) * dtype_size(t.dtype))};
+}
+
 }  // namespace
+
+bool may_overlap(const TensorView& a, const TensorView& b) {
+  if (has_no_elements(a) || has_no_elements(b)) return false;
+  const auto [a_begin, a_end] = byte_range(a);
+  const auto [b_begin, b_end] = byte_range(b);
+  if (a_end <= b_begin || b_end <= a_begin) return false;
+  // Two views of one stride pattern, e.g. dk and dv of a packed dkv: they are
+  // one tensor with an extra dimension of size 2 and stride b - a, disjoint
+  // when that tensor has no overlapping elements.
+  const std::int64_t size = dtype_size(a.dtype);
+  if (dtype_size(b.dtype) != size || a.rank != b.rank) return true;
+  for (int d = 0; d < a.rank; ++d)
+    if (a.shape[d] != b.shape[d] || a.stride[d] != b.stride[d]) return true;
+  const std::uintptr_t delta = a_begin < b_begin ? b_begin - a_begin : a_begin - b_begin;
+  if (delta % size != 0) return true;  // misaligned views share bytes
+  Dims stacked(a);
+  stacked.shape[stacked.rank] = 2;
+  stacked.stride[stacked.rank] = static_cast<std::int64_t>(delta / size);  // < a's span: fits
+  ++stacked.rank;
+  return self_overlapping(stacked);
+}
 
 std::string device_string(const Device& d) {
   if (d.type == DeviceType::cpu) return d.index == 0 ? std::string("cpu") : "cpu:" + std::to_string(d.index);
@@ -96,8 +144,8 @@ void ArgChecker::rows_tensor(const TensorView& t, const std::string& name, int r
 
 void ArgChecker::output_tensor(const TensorView& t, const std::string& name, int rank) const {
   rows_tensor(t, name, rank);
-  require(!self_overlapping(t), name + " has overlapping elements (shape " + t.shape_string() + ", strides " +
-                                    strides_string(t) + "), expected every element at its own address");
+  require(!self_overlapping(Dims(t)), name + " has overlapping elements (shape " + t.shape_string() + ", strides " +
+                                          strides_string(t) + "), expected every element at its own address");
 }
 
 void ArgChecker::dtype(const TensorView& t, const std::string& name, DType expected) const {
@@ -122,6 +170,24 @@ void ArgChecker::sizes_at_least(const TensorView& t, const std::string& name, st
   for (int d = 0; d < t.rank; ++d) {
     require(t.shape[d] >= min, name + " has size " + std::to_string(t.shape[d]) + " in dimension " + std::to_string(d) +
                                    " (shape " + t.shape_string() + "), expected at least " + std::to_string(min));
+  }
+}
+
+void ArgChecker::separate(const std::vector<NamedView>& outputs, const std::vector<NamedView>& inputs) const {
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    const NamedView& out = outputs[i];
+    if (!out.view.present()) continue;
+    for (std::size_t j = 0; j < i; ++j) {  // messages built only on failure: this runs every call
+      const NamedView& other = outputs[j];
+      if (other.view.present() && may_overlap(out.view, other.view))
+        fail(out.name + " overlaps " + other.name + " in memory, expected separate memory (both are written)");
+    }
+    for (const NamedView& in : inputs) {
+      if (in.view.present() && may_overlap(out.view, in.view)) {
+        fail(out.name + " overlaps " + in.name + " in memory, expected separate memory (" + out.name +
+             " is written while " + in.name + " is read)");
+      }
+    }
   }
 }
 

@@ -5,11 +5,18 @@
 #include <cstdint>
 #include <initializer_list>
 #include <string>
+#include <vector>
 
 #include "flashattn/error.hpp"
 #include "flashattn/tensor.hpp"
 
 namespace flashattn::frontend {
+
+// A tensor with the name the caller knows it by (overlap checks).
+struct NamedView {
+  TensorView view;
+  std::string name;
+};
 
 class ArgChecker {
  public:
@@ -34,11 +41,21 @@ class ArgChecker {
   // Every size in [min, ...].
   void sizes_at_least(const TensorView& t, const std::string& name, std::int64_t min) const;
 
+  // No output overlaps an earlier output or any input (absent tensors are
+  // skipped): writing one would change what the call still reads. Tensors
+  // must have passed tensor() already.
+  void separate(const std::vector<NamedView>& outputs, const std::vector<NamedView>& inputs) const;
+
   const std::string& function() const { return function_; }
 
  private:
   std::string function_;
 };
+
+// True when two checked tensors may share a byte: their byte ranges meet,
+// unless they are two views of one stride pattern that interleave without
+// sharing an element (k and v of a packed kv). Conservative otherwise.
+bool may_overlap(const TensorView& a, const TensorView& b);
 
 std::string device_string(const Device& d);
 std::string shape_string(std::initializer_list<std::int64_t> shape);

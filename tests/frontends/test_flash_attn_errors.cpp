@@ -5,12 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cmath>
-#include <cstdlib>
-#include <deque>
 #include <functional>
-#include <iostream>
 #include <limits>
 #include <optional>
 #include <random>
@@ -19,35 +15,22 @@
 
 #include "flashattn/error.hpp"
 #include "flashattn/flash_attn.hpp"
+#include "support/error_case.hpp"
+#include "support/flash_attn_forms.hpp"
 #include "support/host_tensor.hpp"
 #include "support/oracle.hpp"
 
 namespace flashattn::testing {
 namespace {
 
-constexpr double kSentinel = -7777.0;  // poison of the outputs; exact in every float dtype
 constexpr std::int64_t kInt64Max = std::numeric_limits<std::int64_t>::max();
 
-enum class Entry { fixed, kvpacked, qkvpacked, varlen, varlen_kvpacked, varlen_qkvpacked };
+using Entry = Form;
 
 const char* function_name(Entry e) {
   constexpr const char* kNames[] = {"flash_attn",        "flash_attn_kvpacked",        "flash_attn_qkvpacked",
                                     "flash_attn_varlen", "flash_attn_varlen_kvpacked", "flash_attn_varlen_qkvpacked"};
   return kNames[static_cast<int>(e)];
-}
-
-bool is_varlen(Entry e) { return e == Entry::varlen || e == Entry::varlen_kvpacked || e == Entry::varlen_qkvpacked; }
-bool packs_kv(Entry e) { return e == Entry::kvpacked || e == Entry::varlen_kvpacked; }
-bool packs_qkv(Entry e) { return e == Entry::qkvpacked || e == Entry::varlen_qkvpacked; }
-
-// The name the caller knows an argument by: packed forms hand views of kv /
-// qkv to the checks, varlen_qkvpacked takes one cu_seqlens and max_seqlen.
-std::string arg_name(Entry e, const std::string& arg) {
-  if (packs_qkv(e) && (arg == "q" || arg == "k" || arg == "v")) return "qkv";
-  if (packs_kv(e) && (arg == "k" || arg == "v")) return "kv";
-  if (e == Entry::varlen_qkvpacked && arg.starts_with("cu_seqlens")) return "cu_seqlens";
-  if (e == Entry::varlen_qkvpacked && arg.starts_with("max_seqlen")) return "max_seqlen";
-  return arg;
 }
 
 using Entries = std::vector<Entry>;
@@ -68,18 +51,13 @@ struct Spec {
   std::optional<std::int64_t> k_batch, v_batch, v_len, v_heads, k_head_dim, v_head_dim;  // v_len: seqlen or rows
 };
 
-std::vector<std::int64_t> shape_of(const TensorView& t) { return {t.shape.begin(), t.shape.begin() + t.rank}; }
-
-std::vector<std::int32_t> cumulative(const std::vector<std::int32_t>& lens) {
-  std::vector<std::int32_t> cu{0};
-  for (std::int32_t n : lens) cu.push_back(cu.back() + n);
-  return cu;
-}
-
 // A valid call of one entry point with every optional feature on (softmax_lse,
 // attn_probs, alibi, dropout, softcap, seqused_k). Owns every buffer it points to.
-class Case {
+class Case : public BufferPool {
  public:
+  using EntryType = Entry;
+  using SpecType = Spec;
+
   Case(Entry entry, const Spec& s) : entry_(entry) {
     auto rng = test_rng(static_cast<std::uint64_t>(entry));
     const bool varlen = is_varlen(entry);
@@ -169,18 +147,13 @@ class Case {
     view(arg).stride[t.rank - 1] = 2;
   }
   // Replaces `arg` by a view of the same shape stored with dims d0 and d1 swapped.
-  void transpose(const std::string& arg, int d0, int d1) {
-    std::vector<std::int64_t> storage = shape_of(view(arg));
-    std::swap(storage[d0], storage[d1]);
-    TensorView t = add(HostTensor(view(arg).dtype, storage, kSentinel));
-    std::swap(t.shape[d0], t.shape[d1]);
-    std::swap(t.stride[d0], t.stride[d1]);
-    view(arg) = t;
-  }
-  // Keeps `t` alive as long as the case and returns its view.
-  TensorView adopt(HostTensor t) { return add(std::move(t)); }
+  void transpose(const std::string& arg, int d0, int d1) { view(arg) = transposed(view(arg), d0, d1); }
   void set_int(const std::string& arg, std::int64_t index, std::int32_t value) {
     static_cast<std::int32_t*>(view(arg).data)[index] = value;
+  }
+
+  std::string prefix(const std::string& argument) const {
+    return std::string(function_name(entry_)) + ": " + arg_name(entry_, argument);
   }
 
   void call() const {
@@ -202,84 +175,16 @@ class Case {
     }
   }
 
-  // Every byte of every buffer the case owns.
-  std::vector<std::vector<unsigned char>> snapshot() const {
-    std::vector<std::vector<unsigned char>> all;
-    for (const HostTensor& t : buffers_) all.push_back(t.bytes());
-    return all;
-  }
-  bool written(const TensorView& t) const {  // no element of t still holds the sentinel
-    for (const HostTensor& h : buffers_) {
-      if (h.view().data != t.data) continue;
-      for (std::int64_t i = 0; i < h.numel(); ++i)
-        if (h.get(i) == kSentinel || !std::isfinite(h.get(i))) return false;
-      return true;
-    }
-    return false;
-  }
-
   TensorView q, k, v, kv, qkv, cu_seqlens_q, cu_seqlens_k, seqused_k;
   std::int64_t max_seqlen_q = 0, max_seqlen_k = 0;
   FlashAttnOutputs outputs;
   FlashAttnOptions options;
 
  private:
-  TensorView add(HostTensor t) {
-    buffers_.push_back(std::move(t));  // deque: earlier views stay valid
-    return buffers_.back().view();
-  }
-  TensorView add_random(DType dtype, std::vector<std::int64_t> shape, std::mt19937_64& rng) {
-    HostTensor t(dtype, std::move(shape));
-    t.randomize(rng);
-    return add(std::move(t));
-  }
-
   Entry entry_;
-  std::deque<HostTensor> buffers_;
 };
 
 using Mutation = std::function<void(Case&)>;
-
-// For each entry: a valid Case of `spec`, `mutate`d, must throw Error whose
-// message starts with "<function>: <argument>" and contains every detail,
-// and must leave every buffer as it was.
-void reject(const Entries& entries, const Spec& spec, const Mutation& mutate, const std::string& argument,
-            const std::vector<std::string>& details) {
-  for (Entry e : entries) {
-    SCOPED_TRACE(function_name(e));
-    Case c(e, spec);
-    if (mutate) mutate(c);
-    const auto before = c.snapshot();
-    std::string message;
-    try {
-      c.call();
-      ADD_FAILURE() << "accepted";
-      continue;
-    } catch (const Error& error) {
-      message = error.what();
-    } catch (const std::exception& other) {
-      ADD_FAILURE() << "threw something other than flashattn::Error: " << other.what();
-      continue;
-    }
-    if (std::getenv("FLASHATTN_SHOW_ERRORS")) std::cout << message << "\n";
-    const std::string prefix = std::string(function_name(e)) + ": " + arg_name(e, argument);
-    const char next = message.size() > prefix.size() ? message[prefix.size()] : ' ';  // the name must end there
-    EXPECT_TRUE(message.starts_with(prefix) && next != '_' && !std::isalnum(static_cast<unsigned char>(next)))
-        << "\"" << message << "\" does not start with \"" << prefix << "\"";
-    for (const std::string& d : details) EXPECT_NE(message.find(d), std::string::npos) << message << "\nlacks: " << d;
-    EXPECT_TRUE(c.snapshot() == before) << "a buffer changed although the call threw: " << message;
-  }
-}
-
-void reject(const Entries& entries, const Mutation& mutate, const std::string& argument,
-            const std::vector<std::string>& details) {
-  reject(entries, Spec{}, mutate, argument, details);
-}
-
-void reject(const Entries& entries, const Spec& spec, const std::string& argument,
-            const std::vector<std::string>& details) {
-  reject(entries, spec, nullptr, argument, details);
-}
 
 Mutation replaced(const std::string& arg, DType dtype, std::vector<std::int64_t> shape) {
   return [=](Case& c) { c.replace(arg, dtype, shape); };
@@ -291,9 +196,9 @@ Mutation max_seqlen_is(const std::string& arg, std::int64_t value) {
   return [=](Case& c) { c.max_seqlen(arg) = value; };
 }
 
-// One bad-input case: TEST(FlashAttnErrors, name) running reject(...).
+// One bad-input case: TEST(FlashAttnErrors, name) running reject<Case>(...) (error_case.hpp).
 #define REJECT(name, ...) \
-  TEST(FlashAttnErrors, name) { reject(__VA_ARGS__); }
+  TEST(FlashAttnErrors, name) { reject<Case>(__VA_ARGS__); }
 
 void accept(Entry e) {
   Case c(e, Spec{});
@@ -301,14 +206,6 @@ void accept(Entry e) {
   EXPECT_TRUE(c.written(c.outputs.out));
   EXPECT_TRUE(c.written(c.outputs.softmax_lse));
   EXPECT_TRUE(c.written(c.outputs.attn_probs));
-}
-
-// The same elements one dimension fewer: dims 0 and 1 merged.
-void merge_leading_dims(TensorView& t) {
-  t.shape[0] *= t.shape[1];
-  t.stride[0] = t.stride[1];
-  for (int d = 1; d + 1 < t.rank; ++d) t.shape[d] = t.shape[d + 1], t.stride[d] = t.stride[d + 1];
-  --t.rank;
 }
 
 // ---------------------------------------------------------------- controls
@@ -327,7 +224,7 @@ TEST(FlashAttnErrors, StridedViewsOutsideTheLastDimAreAccepted) {
       const TensorView old = c.view(arg);
       std::vector<std::int64_t> storage = shape_of(old);
       storage[0] += 1, storage[old.rank - 1] += 3;
-      c.view(arg) = c.adopt(HostTensor::padded(old.dtype, shape_of(old), storage, 0.5));
+      c.view(arg) = c.add(HostTensor::padded(old.dtype, shape_of(old), storage, 0.5));
       ASSERT_NO_THROW(c.call()) << arg;
       c.view(arg) = old;
     }
@@ -539,7 +436,7 @@ REJECT(CuSeqlensKPastTheTensorIsRejected, kOwnCuK, int_set("cu_seqlens_k", 2, 12
        {"[2] is 12", "expected at most", "11 rows"})
 REJECT(CuSeqlensKOfWrongLengthIsRejected, kOwnCuK,
        [](Case& c) {
-         c.view("cu_seqlens_k") = c.adopt(int_tensor({0, 3, 6, 9}));
+         c.view("cu_seqlens_k") = c.add(int_tensor({0, 3, 6, 9}));
        },
        "cu_seqlens_k", {"4 entries", "expected batch + 1 = 3"})
 

@@ -136,11 +136,6 @@ struct AttentionProblem {
     for (std::int32_t n : x) s += n;
     return s;
   }
-  static std::vector<std::int32_t> cumulative(const std::vector<std::int32_t>& lens) {
-    std::vector<std::int32_t> cu{0};
-    for (std::int32_t n : lens) cu.push_back(cu.back() + n);
-    return cu;
-  }
   HostTensor tensor(DType t, std::vector<std::int64_t> shape, std::vector<std::int64_t> storage) const {
     return strided ? HostTensor::padded(t, shape, storage) : HostTensor(t, shape);
   }

@@ -54,4 +54,13 @@ HostTensor stack(const std::vector<const HostTensor*>& parts, int dim);
 // int32 tensor (n,) from values.
 HostTensor int_tensor(const std::vector<std::int32_t>& values);
 
+inline std::vector<std::int64_t> shape_of(const TensorView& t) { return {t.shape.begin(), t.shape.begin() + t.rank}; }
+
+// Offsets from 0 of sequences of these lengths: cu_seqlens (n + 1,).
+inline std::vector<std::int32_t> cumulative(const std::vector<std::int32_t>& lens) {
+  std::vector<std::int32_t> cu{0};
+  for (std::int32_t n : lens) cu.push_back(cu.back() + n);
+  return cu;
+}
+
 }  // namespace flashattn::testing

@@ -118,6 +118,35 @@ namespace {
   return verdict("probs", err, naive_err, unit_roundoff(DType::f32) * 4, 2.0);
 }
 
+GradientOracle::GradientOracle(const AttentionParams& params)
+    : dtype_(params.dtype),
+      exact_(reference::reference_backward(params, DType::f64)),
+      naive_(reference::reference_backward(params, params.dtype)) {}
+
+::testing::AssertionResult GradientOracle::check(const char* name, const HostTensor& kernel,
+                                                 const std::vector<double>& exact,
+                                                 const std::vector<double>& naive) const {
+  if (static_cast<std::size_t>(kernel.numel()) != exact.size())
+    return ::testing::AssertionFailure() << name << ": " << kernel.numel() << " elements, reference " << exact.size();
+  double max_ref = 0, naive_err = 0, err = 0;
+  std::int64_t worst = 0;
+  for (std::int64_t n = 0; n < kernel.numel(); ++n) {
+    const double got = kernel.get(n);
+    if (std::isnan(got)) return ::testing::AssertionFailure() << name << "[" << n << "] not written (NaN)";
+    max_ref = std::max(max_ref, std::abs(exact[n]));
+    naive_err = std::max(naive_err, std::abs(naive[n] - exact[n]));
+    if (std::abs(got - exact[n]) > err) {
+      err = std::abs(got - exact[n]);
+      worst = n;
+    }
+  }
+  const double bound = 3 * naive_err + reference::oracle_floor(dtype_, max_ref);
+  if (err <= bound) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << name << ": max error " << err << " at " << worst << " (got "
+                                       << kernel.get(worst) << ", exact " << exact[worst] << ") vs bound " << bound
+                                       << " (= 3 x naive " << naive_err << " + floor)";
+}
+
 void FixedProblem::allocate(std::mt19937_64& rng) {
   auto make = [&](std::int64_t s, std::int64_t h) {
     const std::vector<std::int64_t> shape{batch, s, h, head_dim};

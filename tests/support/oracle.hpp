@@ -1,6 +1,7 @@
 // The oracle rule of DESIGN.md for the forward:
 //   max |kernel - fp64| <= 2 * max |naive(input precision) - fp64| + floor,
-// floor = reference::oracle_floor (one ulp of the output's magnitude).
+// floor = reference::oracle_floor (one ulp of the output's magnitude), and
+// for the gradients (GradientOracle) the same with a factor 3.
 // Also: every output element written (outputs are poisoned with NaN first).
 #pragma once
 
@@ -12,6 +13,7 @@
 #include "flashattn/flash_attn.hpp"
 #include "flashattn/params.hpp"
 #include "flashattn/runtime.hpp"
+#include "reference/reference_backward.hpp"
 #include "reference/reference_forward.hpp"
 #include "support/host_tensor.hpp"
 
@@ -36,6 +38,24 @@ class ForwardOracle {
   double out_at(std::int64_t row, std::int64_t h, std::int64_t c) const;
   AttentionParams params_;
   reference::ReferenceOutput exact_, naive_;
+};
+
+// The fp64 reference backward and the naive one in params.dtype, for
+// gradients read back through HostTensor (rows, heads, dim order: (b, s, h, d)
+// or varlen (total, h, d), any strides).
+class GradientOracle {
+ public:
+  explicit GradientOracle(const AttentionParams& params);
+
+  ::testing::AssertionResult check_dq(const HostTensor& dq) const { return check("dq", dq, exact_.dq, naive_.dq); }
+  ::testing::AssertionResult check_dk(const HostTensor& dk) const { return check("dk", dk, exact_.dk, naive_.dk); }
+  ::testing::AssertionResult check_dv(const HostTensor& dv) const { return check("dv", dv, exact_.dv, naive_.dv); }
+
+ private:
+  ::testing::AssertionResult check(const char* name, const HostTensor& kernel, const std::vector<double>& exact,
+                                   const std::vector<double>& naive) const;
+  DType dtype_;
+  reference::ReferenceGrads exact_, naive_;
 };
 
 // A fixed-length problem with random inputs and NaN-poisoned outputs.
