@@ -472,16 +472,20 @@ inline BackwardDims backward_dims(const AttentionParams& p, const ExecConfig& ex
 // pass (one extra K Q^T over their keys), and P = exp(s - m) * (1/l).
 constexpr float kRefineLse = 16.0f;
 
-// Owns the refined statistics of the rows that need them (RowStats).
+// Owns the refined statistics of the rows that need them (RowStats); when
+// no row does (the common case), no pass runs and nothing is allocated.
 class RefinedRowStats {
  public:
-  RefinedRowStats(const AttentionParams& p, const ExecConfig& exec)
-      : size_(backward_rows_q(p) * p.heads_q),
-        memory_(static_cast<float*>(::operator new(3 * size_ * sizeof(float), std::align_val_t{64}))) {
+  RefinedRowStats(const AttentionParams& p, const ExecConfig& exec) : size_(backward_rows_q(p) * p.heads_q) {
+    stats_ = {std::numeric_limits<float>::infinity(), nullptr, nullptr, nullptr};  // refines nothing
+    if (!any_row_needs(p)) return;
+    memory_ = static_cast<float*>(::operator new(3 * size_ * sizeof(float), std::align_val_t{64}));
     stats_ = {kRefineLse, memory_, memory_ + size_, memory_ + 2 * size_};
     run_forward_tiles<F32Math>(p, exec, &stats_);
   }
-  ~RefinedRowStats() { ::operator delete(memory_, std::align_val_t{64}); }
+  ~RefinedRowStats() {
+    if (memory_) ::operator delete(memory_, std::align_val_t{64});
+  }
   RefinedRowStats(const RefinedRowStats&) = delete;
   RefinedRowStats& operator=(const RefinedRowStats&) = delete;
   const RowStats& stats() const { return stats_; }
@@ -491,8 +495,19 @@ class RefinedRowStats {
   }
 
  private:
+  static bool any_row_needs(const AttentionParams& p) {
+    const RowStats threshold{kRefineLse, nullptr, nullptr, nullptr};
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      const core::SequenceExtent seq = core::sequence_extent(p, b);
+      for (std::int64_t h = 0; h < p.heads_q; ++h)
+        for (std::int64_t i = 0; i < seq.seqlen_q; ++i)
+          if (refined(p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + i], threshold)) return true;
+    }
+    return false;
+  }
+
   std::int64_t size_;
-  float* memory_;
+  float* memory_ = nullptr;
   RowStats stats_;
 };
 
