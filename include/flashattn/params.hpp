@@ -62,6 +62,26 @@ struct AttentionParams {
   // the mask's bottom-right anchor uses this length.
   const std::int32_t* seqused_k = nullptr;
 
+  // KV-cache addressing (flash_attn_with_kvcache, varlen over pages); forward
+  // only. Key j of sequence b (counted from the sequence's first key) is
+  //   paged (block_table set): row j % page_size of page
+  //     block_table[b * block_table_stride + j / page_size]; k and v are
+  //     (num_pages, page_size, heads_kv, dim), their batch stride is the page stride;
+  //   otherwise: row k_start + j of batch kv_batch_index[b] (b when null),
+  //     k_start = cu_seqlens_k[b] (varlen) or k_leftpad[b] (0 when null).
+  const std::int32_t* block_table = nullptr;
+  std::int64_t block_table_stride = 0;
+  std::int64_t page_size = 0;
+  const std::int32_t* kv_batch_index = nullptr;  // (batch,)
+  const std::int32_t* k_leftpad = nullptr;       // (batch,); fixed-length batches only
+
+  // Split-KV: the kept keys of every work item are cut into this many chunks
+  // of whole key tiles that run as separate work items, each chunk's (out,
+  // lse) merged at the end (SEMANTICS.md §1). 1: no split (bitwise the
+  // unsplit kernel); 0: the CPU heuristic (cpu/split_heuristic.hpp) picks.
+  // Ignored when probs are requested.
+  std::int64_t num_splits = 1;
+
   // Score pipeline: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap);
   // s -= slope * |i + d - j| (alibi); masked pairs drop out of the softmax.
   float softmax_scale = 1.0f;

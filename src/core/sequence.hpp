@@ -1,4 +1,5 @@
-// Where sequence b of a (possibly varlen) batch lives and how long it is.
+// Where sequence b of a (possibly varlen, paged or cache-indexed) batch lives
+// and how long it is: the one place that maps a key index to memory.
 #pragma once
 
 #include <cstdint>
@@ -9,13 +10,17 @@ namespace flashattn::core {
 
 struct SequenceExtent {
   std::int64_t q_start = 0;  // first row of q / out / lse (varlen), else 0
-  std::int64_t k_start = 0;  // first row of k / v (varlen), else 0
+  std::int64_t k_start = 0;  // first row of k / v: varlen start or left padding; 0 when paged
+  std::int64_t k_batch = 0;  // batch index of k / v (cache_batch_idx); unused when paged
   std::int64_t seqlen_q = 0;
-  std::int64_t seqlen_k = 0;  // keys used (seqused_k when given)
+  std::int64_t seqlen_k = 0;                // keys used (seqused_k when given)
+  const std::int32_t* pages = nullptr;      // this sequence's block-table row, when paged
+  std::int64_t page_size = 0;
 };
 
 inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) {
   SequenceExtent e;
+  e.k_batch = p.kv_batch_index ? p.kv_batch_index[b] : b;
   if (p.cu_seqlens_q != nullptr) {
     e.q_start = p.cu_seqlens_q[b];
     e.seqlen_q = p.cu_seqlens_q[b + 1] - e.q_start;
@@ -24,14 +29,27 @@ inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) 
   } else {
     e.seqlen_q = p.seqlen_q;
     e.seqlen_k = p.seqlen_k;
+    if (p.k_leftpad != nullptr) e.k_start = p.k_leftpad[b];
   }
   if (p.seqused_k != nullptr) e.seqlen_k = p.seqused_k[b];
+  if (p.block_table != nullptr) {
+    e.pages = p.block_table + b * p.block_table_stride;
+    e.page_size = p.page_size;
+    e.k_start = 0;  // varlen over pages: every sequence starts at its first page
+  }
   return e;
 }
 
 // Element offset of (batch b, row, head h) in a (batch, seqlen, heads, dim) tensor.
 inline std::int64_t element_offset(const BshdStrides& s, std::int64_t b, std::int64_t row, std::int64_t h) {
   return b * s.batch + row * s.row + h * s.head;
+}
+
+// Element offset of key j of sequence e (counted from its first key), kv
+// head h, in k or v (strides s; when paged, s.batch is the page stride).
+inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j, std::int64_t h) {
+  if (e.pages != nullptr) return e.pages[j / e.page_size] * s.batch + (j % e.page_size) * s.row + h * s.head;
+  return e.k_batch * s.batch + (e.k_start + j) * s.row + h * s.head;
 }
 
 }  // namespace flashattn::core
