@@ -32,6 +32,8 @@ struct VarlenArgs {
   TensorView cu_seqlens_q, cu_seqlens_k;  // int32 (batch + 1,)
   std::int64_t max_seqlen_q = 0, max_seqlen_k = 0;
   TensorView seqused_k;  // int32 (batch,)
+  // int32 (batch, max_blocks_per_seq): k and v are pages (num_blocks, page_size, hk, d) (forward only)
+  TensorView block_table;
 };
 
 // Sizes deduced from q, k and v. Varlen tensors have no batch dimension.
@@ -60,6 +62,9 @@ PackedParts parts_of(const TensorView& packed, std::int64_t parts, bool varlen);
 // seqused_k, then the options. Reads cu_seqlens / seqused_k, writes nothing.
 Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,
                       const TensorView& v, const VarlenArgs* varlen, const FlashAttnOptions& options);
+
+// dropout, softmax_scale, softcap, window_size and alibi_slopes (against p's batch and heads).
+void check_options(const ArgChecker& c, const FlashAttnOptions& options, const Problem& p);
 
 // Per-row tensors of a problem: q-like (b, sq, h, d) / varlen (total_q, h, d)
 // (out, dout, dq), k-like (b, sk, hk, d) / (total_k, hk, d) (dk, dv), and
