@@ -14,6 +14,7 @@
 
 #include "core/dropout.hpp"
 #include "core/mask.hpp"
+#include "core/merge.hpp"
 #include "core/sequence.hpp"
 #include "cpu/cpu_forward.hpp"
 #include "cpu/isa_region.hpp"

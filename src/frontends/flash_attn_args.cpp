@@ -153,30 +153,6 @@ void check_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, P
   if (a.seqused_k.present()) check_seqused_k(c, a.seqused_k, a.cu_seqlens_k, n.cu_seqlens_k, p.batch);
 }
 
-void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem& p) {
-  c.require(o.dropout_p >= 0.0f && o.dropout_p < 1.0f,
-            "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)");
-  c.require(o.dropout_p == 0.0f || o.seed.has_value(), "seed is missing, required when dropout_p > 0");
-  c.require(!o.softmax_scale || std::isfinite(*o.softmax_scale),
-            "softmax_scale is " + std::to_string(o.softmax_scale.value_or(0)) + ", expected a finite value");
-  c.require(std::isfinite(o.softcap) && o.softcap >= 0.0f,
-            "softcap is " + std::to_string(o.softcap) + ", expected a finite value >= 0");
-  c.require(o.window_size.left >= -1, "window_size.left is " + str(o.window_size.left) + ", expected >= -1");
-  c.require(o.window_size.right >= -1, "window_size.right is " + str(o.window_size.right) + ", expected >= -1");
-  if (o.alibi_slopes.present()) {
-    const TensorView& a = o.alibi_slopes;
-    c.require(a.rank == 1 || a.rank == 2, "alibi_slopes has rank " + str(a.rank) + ", expected (" + str(p.heads) +
-                                              ",) or (" + str(p.batch) + ", " + str(p.heads) + ")");
-    c.rows_tensor(a, "alibi_slopes", a.rank);
-    c.dtype(a, "alibi_slopes", DType::f32);
-    c.device(a, "alibi_slopes", Device{});
-    if (a.rank == 1) {
-      c.shape(a, "alibi_slopes", {p.heads});
-    } else {
-      c.shape(a, "alibi_slopes", {p.batch, p.heads});
-    }
-  }
-}
 
 // The view without dimension `dim`, at `index` along it.
 TensorView select(const TensorView& t, int dim, std::int64_t index) {
@@ -215,6 +191,31 @@ PackedParts unpack(const ArgChecker& c, const TensorView& packed, const std::str
                                   : (varlen ? "(total, 3, h, d)" : "(b, s, 3, h, d)");
   c.require(packed.shape[dim] == parts, name + " has shape " + packed.shape_string() + ", expected " + layout);
   return parts_of(packed, parts, varlen);
+}
+
+void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem& p) {
+  c.require(o.dropout_p >= 0.0f && o.dropout_p < 1.0f,
+            "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)");
+  c.require(o.dropout_p == 0.0f || o.seed.has_value(), "seed is missing, required when dropout_p > 0");
+  c.require(!o.softmax_scale || std::isfinite(*o.softmax_scale),
+            "softmax_scale is " + std::to_string(o.softmax_scale.value_or(0)) + ", expected a finite value");
+  c.require(std::isfinite(o.softcap) && o.softcap >= 0.0f,
+            "softcap is " + std::to_string(o.softcap) + ", expected a finite value >= 0");
+  c.require(o.window_size.left >= -1, "window_size.left is " + str(o.window_size.left) + ", expected >= -1");
+  c.require(o.window_size.right >= -1, "window_size.right is " + str(o.window_size.right) + ", expected >= -1");
+  if (o.alibi_slopes.present()) {
+    const TensorView& a = o.alibi_slopes;
+    c.require(a.rank == 1 || a.rank == 2, "alibi_slopes has rank " + str(a.rank) + ", expected (" + str(p.heads) +
+                                              ",) or (" + str(p.batch) + ", " + str(p.heads) + ")");
+    c.rows_tensor(a, "alibi_slopes", a.rank);
+    c.dtype(a, "alibi_slopes", DType::f32);
+    c.device(a, "alibi_slopes", Device{});
+    if (a.rank == 1) {
+      c.shape(a, "alibi_slopes", {p.heads});
+    } else {
+      c.shape(a, "alibi_slopes", {p.batch, p.heads});
+    }
+  }
 }
 
 Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,

@@ -61,6 +61,9 @@ PackedParts parts_of(const TensorView& packed, std::int64_t parts, bool varlen);
 Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,
                       const TensorView& v, const VarlenArgs* varlen, const FlashAttnOptions& options);
 
+// dropout, softmax_scale, softcap, window_size and alibi_slopes (against p's batch and heads).
+void check_options(const ArgChecker& c, const FlashAttnOptions& options, const Problem& p);
+
 // Per-row tensors of a problem: q-like (b, sq, h, d) / varlen (total_q, h, d)
 // (out, dout, dq), k-like (b, sk, hk, d) / (total_k, hk, d) (dk, dv), and
 // softmax_lse (b, h, sq) / (h, total_q).

@@ -40,7 +40,7 @@ ReferenceRow attend_row(const AttentionParams& p, DType precision, std::int64_t 
     if (p.probs) row.probs[j] = dropped ? -prob : prob;
     if (dropped) continue;
     if (p.dropout_p > 0) prob = round_to(precision, prob * keep_scale);
-    const std::int64_t v_at = offset_of(p.v_stride, b, e.k_start + j, hk);
+    const std::int64_t v_at = key_offset_of(p, p.v_stride, e, b, j, hk);
     for (std::int64_t c = 0; c < p.head_dim_v; ++c) {
       acc[c] += static_cast<Acc>(prob) * static_cast<Acc>(load(p.v, p.dtype, v_at + c));
     }

@@ -39,11 +39,24 @@ double round_to(DType precision, double x) {
 }
 
 Extent extent_of(const AttentionParams& p, std::int64_t b) {
+  const std::int64_t k_batch = p.kv_batch_index ? p.kv_batch_index[b] : b;
   if (p.cu_seqlens_q == nullptr) {
-    return {0, 0, p.seqlen_q, p.seqused_k ? p.seqused_k[b] : p.seqlen_k, b * p.seqlen_q, b * p.seqlen_k};
+    const std::int64_t leftpad = p.k_leftpad ? p.k_leftpad[b] : 0;
+    return {0, leftpad, p.seqlen_q, p.seqused_k ? p.seqused_k[b] : p.seqlen_k, b * p.seqlen_q, b * p.seqlen_k,
+            k_batch};
   }
   const std::int64_t qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
-  return {qs, ks, p.cu_seqlens_q[b + 1] - qs, p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - ks, qs, ks};
+  return {qs, ks, p.cu_seqlens_q[b + 1] - qs, p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - ks, qs, ks,
+          k_batch};
+}
+
+std::int64_t key_offset_of(const AttentionParams& p, const BshdStrides& s, const Extent& e, std::int64_t b,
+                           std::int64_t j, std::int64_t hk) {
+  if (p.block_table != nullptr) {
+    const std::int64_t page = p.block_table[b * p.block_table_stride + j / p.page_size];
+    return offset_of(s, page, j % p.page_size, hk);
+  }
+  return offset_of(s, e.k_batch, e.k_start + j, hk);
 }
 
 std::int64_t total_rows_q(const AttentionParams& p) {
@@ -63,7 +76,7 @@ RowScores row_scores(const AttentionParams& p, DType precision, const Extent& e,
   RowScores r{std::vector<double>(e.seqlen_k, 0.0), std::vector<double>(e.seqlen_k, neg_inf), neg_inf};
   for (std::int64_t j = 0; j < e.seqlen_k; ++j) {
     if (!core::is_kept(p.mask, i, j, e.seqlen_q, e.seqlen_k)) continue;
-    const std::int64_t k_at = offset_of(p.k_stride, b, e.k_start + j, hk);
+    const std::int64_t k_at = key_offset_of(p, p.k_stride, e, b, j, hk);
     Acc dot = 0;
     for (std::int64_t c = 0; c < p.head_dim; ++c) {
       dot += static_cast<Acc>(load(p.q, p.dtype, q_at + c)) * static_cast<Acc>(load(p.k, p.dtype, k_at + c));

@@ -21,6 +21,7 @@ struct Extent {
   std::int64_t q_start, k_start, seqlen_q, seqlen_k;
   std::int64_t result_row;    // first row of this sequence in (rows_q, ...) results
   std::int64_t result_row_k;  // first key row of this sequence in (rows_k, ...) results
+  std::int64_t k_batch;       // batch index of k / v (cache_batch_idx), b otherwise
 };
 Extent extent_of(const AttentionParams& p, std::int64_t b);
 std::int64_t total_rows_q(const AttentionParams& p);
@@ -30,6 +31,11 @@ std::int64_t total_rows_k(const AttentionParams& p);
 inline std::int64_t offset_of(const BshdStrides& s, std::int64_t b, std::int64_t row, std::int64_t h) {
   return b * s.batch + row * s.row + h * s.head;
 }
+
+// Element offset of key j (from the sequence's first key) of kv head hk in k
+// or v: through the block table when paged, else batch k_batch, row k_start + j.
+std::int64_t key_offset_of(const AttentionParams& p, const BshdStrides& s, const Extent& e, std::int64_t b,
+                           std::int64_t j, std::int64_t hk);
 
 // The scores of query row i of sequence b, head h, over its keys:
 // scaled[j] = scale * q.k_j (before softcap), final_score[j] after softcap and

@@ -1,0 +1,351 @@
+// flash_attn_with_kvcache: checks every argument, appends the new keys and
+// values in place (rotated), rotates q, then runs the forward over the cache
+// through AttentionParams' kv-cache addressing.
+#include "flashattn/flash_attn_kvcache.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include "core/rotary.hpp"
+#include "core/sequence.hpp"
+#include "frontends/flash_attn_args.hpp"
+#include "frontends/kvcache_call.hpp"
+#include "frontends/paged_checks.hpp"
+#include "frontends/tensor_checks.hpp"
+
+namespace flashattn {
+namespace frontend {
+namespace {
+
+std::string str(std::int64_t x) { return std::to_string(x); }
+
+void load_floats(const void* src, DType dtype, std::int64_t n, float* dst) {
+  for (std::int64_t c = 0; c < n; ++c) {
+    switch (dtype) {
+      case DType::bf16: dst[c] = to_float(static_cast<const bfloat16*>(src)[c]); break;
+      case DType::f16: dst[c] = to_float(static_cast<const float16*>(src)[c]); break;
+      default: dst[c] = static_cast<const float*>(src)[c]; break;
+    }
+  }
+}
+
+void store_floats(const float* src, DType dtype, std::int64_t n, void* dst) {
+  for (std::int64_t c = 0; c < n; ++c) {
+    switch (dtype) {
+      case DType::bf16: static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]); break;
+      case DType::f16: static_cast<float16*>(dst)[c] = to_float16(src[c]); break;
+      default: static_cast<float*>(dst)[c] = src[c]; break;
+    }
+  }
+}
+
+template <class T = char>
+T* element(const TensorView& t, std::initializer_list<std::int64_t> index) {
+  std::int64_t offset = 0;
+  int d = 0;
+  for (const std::int64_t i : index) offset += i * t.stride[d++];
+  return reinterpret_cast<T*>(static_cast<char*>(t.data) + offset * dtype_size(t.dtype));
+}
+
+// An int32 (batch,) index tensor, copied (the call uses what it checked).
+std::vector<std::int32_t> int32_per_batch(const ArgChecker& c, const TensorView& t, const std::string& name,
+                                          std::int64_t batch) {
+  c.tensor(t, name, 1);
+  c.dtype(t, name, DType::i32);
+  c.device(t, name, Device{});
+  c.shape(t, name, {batch});
+  std::vector<std::int32_t> values(batch);
+  for (std::int64_t b = 0; b < batch; ++b) values[b] = *element<std::int32_t>(t, {b});
+  return values;
+}
+
+// The cache tensors, with what their shape means.
+struct CacheShape {
+  bool paged = false;
+  std::int64_t rows = 0;      // contiguous: b_cache; paged: num_blocks
+  std::int64_t seqlen = 0;    // contiguous: seqlen_cache; paged: page_size
+  std::int64_t capacity = 0;  // positions one sequence can hold
+  std::int64_t heads_kv = 0;
+};
+
+CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorView& k_cache,
+                        const TensorView& v_cache, const TensorView& block_table) {
+  CacheShape s;
+  s.paged = block_table.present();
+  for (const auto& [t, name] : {std::pair{&k_cache, "k_cache"}, std::pair{&v_cache, "v_cache"}}) {
+    c.rows_tensor(*t, name, 4);
+    c.dtype(*t, name, q.dtype);
+    c.device(*t, name, q.device);
+  }
+  const char* layout = s.paged ? "(num_blocks, page_size, hk, d)" : "(b_cache, seqlen_cache, hk, d)";
+  s.rows = k_cache.shape[0];
+  s.seqlen = k_cache.shape[1];
+  s.heads_kv = k_cache.shape[2];
+  c.require(k_cache.shape[3] == q.shape[3], "k_cache has head dim " + str(k_cache.shape[3]) + ", expected q's " +
+                                                str(q.shape[3]) + " (layout " + layout + ")");
+  c.require(s.heads_kv >= 1 && q.shape[2] % s.heads_kv == 0,
+            "k_cache has " + str(s.heads_kv) + " heads, which does not divide q's " + str(q.shape[2]) + " heads");
+  c.shape(v_cache, "v_cache", {s.rows, s.seqlen, s.heads_kv, q.shape[3]});
+  if (s.paged) {
+    c.require(s.seqlen >= 1, "k_cache has page size " + str(s.seqlen) + ", expected at least 1 (layout " + layout + ")");
+    c.require(s.rows >= 1, "k_cache has " + str(s.rows) + " blocks, expected at least 1");
+    c.rows_tensor(block_table, "block_table", 2);
+    c.require(!__builtin_mul_overflow(block_table.shape[1], s.seqlen, &s.capacity),
+              "block_table has " + str(block_table.shape[1]) + " pages per sequence of " + str(s.seqlen) +
+                  " positions: the capacity overflows int64");
+  } else {
+    s.capacity = s.seqlen;
+  }
+  // Key counts are int32 below the API (seqused_k): a sequence may not reach past that.
+  s.capacity = std::min<std::int64_t>(s.capacity, std::numeric_limits<std::int32_t>::max());
+  return s;
+}
+
+// Appending through a block table: no cache position may be written by two
+// sequences (pages shared read-only, as a common prefix, are fine).
+void check_appends_disjoint(const ArgChecker& c, const TensorView& block_table, std::int64_t page_size,
+                            const std::vector<std::int64_t>& starts, std::int64_t seqlen_new) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> written;  // (slot, batch)
+  for (std::int64_t b = 0; b < static_cast<std::int64_t>(starts.size()); ++b) {
+    for (std::int64_t j = starts[b]; j < starts[b] + seqlen_new; ++j)
+      written.emplace_back(*element<std::int32_t>(block_table, {b, j / page_size}) * page_size + j % page_size, b);
+  }
+  std::sort(written.begin(), written.end());
+  for (std::size_t n = 1; n < written.size(); ++n) {
+    if (written[n].first == written[n - 1].first) {
+      c.fail("block_table makes sequences " + str(written[n - 1].second) + " and " + str(written[n].second) +
+             " append to the same slot (page " + str(written[n].first / page_size) + ", row " +
+             str(written[n].first % page_size) + "), expected appends to disjoint slots");
+    }
+  }
+}
+
+}  // namespace
+
+KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
+                         const KvCacheOutputs& outputs, const KvCacheOptions& o)
+    : q_(q), k_new_(o.k), v_new_(o.v), rotary_cos_(o.rotary_cos), rotary_sin_(o.rotary_sin),
+      rotary_interleaved_(o.rotary_interleaved) {
+  const ArgChecker c("flash_attn_with_kvcache");
+  c.rows_tensor(q, "q", 4);
+  c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
+            "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16");
+  c.require(q.device.type == DeviceType::cpu,
+            "q is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)");
+  Problem p;
+  p.batch = q.shape[0];
+  p.seqlen_q = q.shape[1];
+  p.heads = q.shape[2];
+  p.head_dim = q.shape[3];
+  c.require(p.batch >= 1, "q has batch size " + str(p.batch) + ", expected at least 1");
+  c.require(p.seqlen_q >= 1, "q has seqlen " + str(p.seqlen_q) + ", expected at least 1");
+  c.require(p.heads >= 1, "q has " + str(p.heads) + " heads, expected at least 1");
+  c.require(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim,
+            "q has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim));
+  const CacheShape cache = check_caches(c, q, k_cache, v_cache, o.block_table);
+  p.heads_kv = cache.heads_kv;
+
+  // New keys and values.
+  c.require(o.k.present() == o.v.present(), std::string(o.k.present() ? "k is given without v" : "v is given without k") +
+                                                 ", expected both or neither");
+  const bool appending = o.k.present();
+  std::int64_t seqlen_new = 0;
+  if (appending) {
+    c.rows_tensor(o.k, "k", 4);
+    seqlen_new = o.k.shape[1];
+    for (const auto& [t, name] : {std::pair{&o.k, "k"}, std::pair{&o.v, "v"}}) {
+      c.rows_tensor(*t, name, 4);
+      c.dtype(*t, name, q.dtype);
+      c.device(*t, name, q.device);
+      c.shape(*t, name, {p.batch, seqlen_new, p.heads_kv, p.head_dim});
+    }
+    c.require(o.cache_seqlens.present(), "cache_seqlens is missing, required with new k and v (where to append)");
+  }
+
+  // Lengths: cache_seqlens (absolute end of each row's keys), left padding.
+  if (o.cache_seqlens.length()) {
+    const std::int64_t n = *o.cache_seqlens.length();
+    c.require(n >= 0 && n <= cache.capacity,
+              "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) + " (the cache's capacity)");
+    cache_seqlens_.assign(p.batch, n);
+  } else if (o.cache_seqlens.present()) {
+    const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", p.batch);
+    cache_seqlens_.assign(lengths.begin(), lengths.end());
+  } else {
+    cache_seqlens_.assign(p.batch, cache.capacity);
+  }
+  if (o.cache_leftpad.present()) {
+    c.require(!cache.paged, "cache_leftpad is given with block_table, expected one or the other (as flash-attn)");
+    leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", p.batch);
+  }
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const std::int64_t pad = leftpad_.empty() ? 0 : leftpad_[b];
+    if (cache_seqlens_[b] < 0) c.fail("cache_seqlens[" + str(b) + "] is " + str(cache_seqlens_[b]) + ", expected >= 0");
+    if (pad < 0 || pad > cache_seqlens_[b]) {
+      c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) + "] = " +
+             str(cache_seqlens_[b]));
+    }
+    if (cache_seqlens_[b] + seqlen_new > cache.capacity) {
+      c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
+             " exceeds the cache's capacity of " + str(cache.capacity) + " positions");
+    }
+  }
+  std::vector<std::int64_t> ends(p.batch);
+  for (std::int64_t b = 0; b < p.batch; ++b) ends[b] = cache_seqlens_[b] + seqlen_new;
+
+  if (cache.paged) {
+    c.require(!o.cache_batch_idx.present(), "cache_batch_idx is given with block_table, expected one or the other "
+                                            "(the block table already maps sequences to pages)");
+    check_block_table(c, o.block_table, p.batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
+    if (appending) check_appends_disjoint(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
+  } else if (o.cache_batch_idx.present()) {
+    batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", p.batch);
+    for (std::int64_t b = 0; b < p.batch; ++b) {
+      if (batch_index_[b] < 0 || batch_index_[b] >= cache.rows) {
+        c.fail("cache_batch_idx[" + str(b) + "] is " + str(batch_index_[b]) + ", expected a cache row in [0, " +
+               str(cache.rows) + ")");
+      }
+      for (std::int64_t a = 0; appending && a < b; ++a) {
+        if (batch_index_[a] == batch_index_[b]) {
+          c.fail("cache_batch_idx[" + str(a) + "] and cache_batch_idx[" + str(b) + "] are both " +
+                 str(batch_index_[b]) + ", expected distinct cache rows when appending k and v");
+        }
+      }
+    }
+  } else {
+    c.require(cache.rows >= p.batch, "k_cache has " + str(cache.rows) + " rows, expected at least q's batch size " +
+                                         str(p.batch) + " (or a cache_batch_idx)");
+  }
+
+  // Options: the flash-attn ones shared with flash_attn_func, then rotary.
+  FlashAttnOptions fo;
+  fo.softmax_scale = o.softmax_scale;
+  fo.causal = o.causal;
+  fo.window_size = o.window_size;
+  fo.softcap = o.softcap;
+  fo.alibi_slopes = o.alibi_slopes;
+  check_options(c, fo, p);
+  c.require(o.num_splits >= 0, "num_splits is " + str(o.num_splits) + ", expected >= 0 (0: heuristic)");
+  const auto bounded = [&](std::int64_t w) { return w >= 0 && w < cache.capacity; };
+  rotate_q_per_row_ = o.causal || bounded(o.window_size.left) || bounded(o.window_size.right);  // as upstream
+  if (o.rotary_cos.present() || o.rotary_sin.present()) {
+    c.require(o.rotary_cos.present() && o.rotary_sin.present(),
+              std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
+                                                 : "rotary_sin is given without rotary_cos") +
+                  ", expected both or neither");
+    c.require(appending, "rotary_cos is given without new k and v, expected rotary only with an append");
+    c.rows_tensor(o.rotary_cos, "rotary_cos", 2);
+    c.rows_tensor(o.rotary_sin, "rotary_sin", 2);
+    c.dtype(o.rotary_cos, "rotary_cos", q.dtype);
+    c.dtype(o.rotary_sin, "rotary_sin", q.dtype);
+    c.device(o.rotary_cos, "rotary_cos", q.device);
+    c.device(o.rotary_sin, "rotary_sin", q.device);
+    const std::int64_t half = o.rotary_cos.shape[1];
+    c.require(half >= 1 && 2 * half <= p.head_dim, "rotary_cos has " + str(half) + " columns (rotary_dim / 2), "
+                                                   "expected 1 to head_dim / 2 = " + str(p.head_dim / 2));
+    c.shape(o.rotary_sin, "rotary_sin", {o.rotary_cos.shape[0], half});
+    std::int64_t positions = 0;  // largest position used + 1
+    for (std::int64_t b = 0; b < p.batch; ++b)
+      positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row_ ? p.seqlen_q : 1));
+    c.require(o.rotary_cos.shape[0] >= positions,
+              "rotary_cos has " + str(o.rotary_cos.shape[0]) + " rows (seqlen_ro), expected at least " +
+                  str(positions) + ": the call rotates up to position " + str(positions - 1));
+  }
+
+  // Outputs, then overlaps: nothing the call writes may alias what it reads.
+  p.seqlen_k = 0;
+  for (std::int64_t b = 0; b < p.batch; ++b) p.seqlen_k = std::max(p.seqlen_k, ends[b] - (leftpad_.empty() ? 0 : leftpad_[b]));
+  check_rows(c, outputs.out, "out", p, RowLayout::q, q.dtype, q.device, true);
+  if (outputs.softmax_lse.present())
+    check_rows(c, outputs.softmax_lse, "softmax_lse", p, RowLayout::lse, DType::f32, q.device, true);
+  std::vector<NamedView> written{{outputs.out, "out"}, {outputs.softmax_lse, "softmax_lse"}};
+  std::vector<NamedView> read{{q, "q"},
+                              {o.k, "k"},
+                              {o.v, "v"},
+                              {o.rotary_cos, "rotary_cos"},
+                              {o.rotary_sin, "rotary_sin"},
+                              {o.cache_seqlens.lengths(), "cache_seqlens"},
+                              {o.cache_batch_idx, "cache_batch_idx"},
+                              {o.cache_leftpad, "cache_leftpad"},
+                              {o.block_table, "block_table"},
+                              {o.alibi_slopes, "alibi_slopes"}};
+  if (appending) {
+    written.push_back({k_cache, "k_cache"});
+    written.push_back({v_cache, "v_cache"});
+  } else {
+    read.push_back({k_cache, "k_cache"});
+    read.push_back({v_cache, "v_cache"});
+  }
+  c.separate(written, read);
+
+  // Params of the attention over the updated cache.
+  params_ = problem_params(p, q, k_cache, v_cache, nullptr, fo);
+  set_forward_outputs(params_, p, FlashAttnOutputs{outputs.out, outputs.softmax_lse, {}}, fo);
+  seqlens_k_.resize(p.batch);
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    seqlens_k_[b] = static_cast<std::int32_t>(ends[b] - (leftpad_.empty() ? 0 : leftpad_[b]));
+  params_.seqused_k = seqlens_k_.data();
+  if (cache.paged) set_block_table(params_, o.block_table, cache.seqlen);
+  if (!batch_index_.empty()) params_.kv_batch_index = batch_index_.data();
+  if (!leftpad_.empty()) params_.k_leftpad = leftpad_.data();
+  params_.num_splits = o.num_splits;
+  if (rotary_cos_.present()) {
+    rotated_q_.resize(p.batch * p.seqlen_q * p.heads * p.head_dim * dtype_size(q.dtype));
+    params_.q = rotated_q_.data();
+    params_.q_stride = {p.seqlen_q * p.heads * p.head_dim, p.heads * p.head_dim, p.head_dim};
+  }
+}
+
+void KvCacheCall::append() {
+  if (!k_new_.present()) return;
+  const AttentionParams& p = params_;
+  const DType dtype = p.dtype;
+  const std::int64_t d = p.head_dim, half = rotary_cos_.present() ? rotary_cos_.shape[1] : 0;
+  std::vector<float> row(d), cos(half), sin(half);
+  auto rotate = [&](std::int64_t position) {
+    if (half == 0) return;
+    load_floats(element(rotary_cos_, {position, 0}), dtype, half, cos.data());
+    load_floats(element(rotary_sin_, {position, 0}), dtype, half, sin.data());
+    core::rotate_row(row.data(), 2 * half, cos.data(), sin.data(), rotary_interleaved_);
+  };
+  auto* k_cache = static_cast<char*>(const_cast<void*>(p.k));
+  auto* v_cache = static_cast<char*>(const_cast<void*>(p.v));
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    const core::SequenceExtent seq = core::sequence_extent(p, b);
+    for (std::int64_t t = 0; t < k_new_.shape[1]; ++t) {
+      const std::int64_t position = cache_seqlens_[b] + t, j = position - seq.k_start;
+      for (std::int64_t h = 0; h < p.heads_kv; ++h) {
+        load_floats(element(k_new_, {b, t, h, 0}), dtype, d, row.data());
+        rotate(position);
+        store_floats(row.data(), dtype, d, k_cache + core::key_offset(p.k_stride, seq, j, h) * dtype_size(dtype));
+        std::memcpy(v_cache + core::key_offset(p.v_stride, seq, j, h) * dtype_size(dtype), element(v_new_, {b, t, h, 0}),
+                    d * dtype_size(dtype));
+      }
+    }
+  }
+  if (rotated_q_.empty()) return;
+  for (std::int64_t b = 0; b < p.batch; ++b) {
+    for (std::int64_t i = 0; i < p.seqlen_q; ++i) {
+      for (std::int64_t h = 0; h < p.heads_q; ++h) {
+        load_floats(element(q_, {b, i, h, 0}), dtype, d, row.data());
+        rotate(cache_seqlens_[b] + (rotate_q_per_row_ ? i : 0));
+        store_floats(row.data(), dtype, d,
+                     rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * dtype_size(dtype));
+      }
+    }
+  }
+}
+
+}  // namespace frontend
+
+void flash_attn_with_kvcache(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
+                             const KvCacheOutputs& outputs, const KvCacheOptions& options) {
+  frontend::KvCacheCall call(q, k_cache, v_cache, outputs, options);
+  call.append();
+  run_forward(call.params());
+}
+
+}  // namespace flashattn
