@@ -63,10 +63,14 @@ void flash_attn_qkvpacked(const TensorView& qkv, const FlashAttnOutputs& outputs
                           const FlashAttnOptions& options = {});
 
 // seqused_k: optional int32 (b,): sequence b uses only its first seqused_k[b] keys.
+// block_table: optional int32 (b, max_blocks_per_seq): k and v are a paged cache
+// (num_blocks, page_size, hk, d), any page size >= 1; sequence b's keys are
+// positions [0, cu_seqlens_k[b + 1] - cu_seqlens_k[b]) of its pages (prefill over a cache).
 void flash_attn_varlen(const TensorView& q, const TensorView& k, const TensorView& v,
                        const TensorView& cu_seqlens_q, const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q,
                        std::int64_t max_seqlen_k, const FlashAttnOutputs& outputs,
-                       const FlashAttnOptions& options = {}, const TensorView& seqused_k = {});
+                       const FlashAttnOptions& options = {}, const TensorView& seqused_k = {},
+                       const TensorView& block_table = {});
 
 void flash_attn_varlen_kvpacked(const TensorView& q, const TensorView& kv, const TensorView& cu_seqlens_q,
                                 const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q,

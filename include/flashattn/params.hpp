@@ -78,7 +78,7 @@ struct AttentionParams {
   // Split-KV: the kept keys of every work item are cut into this many chunks
   // of whole key tiles that run as separate work items, each chunk's (out,
   // lse) merged at the end (SEMANTICS.md §1). 1: no split (bitwise the
-  // unsplit kernel); 0: the CPU heuristic (cpu/split_heuristic.hpp) picks.
+  // unsplit kernel); 0: the CPU heuristic (choose_num_splits in cpu/tile_shape.hpp) picks.
   // Ignored when probs are requested.
   std::int64_t num_splits = 1;
 

@@ -38,8 +38,9 @@ AttentionParams flash_attn_varlen_params(const char* function, const TensorView&
                                          const TensorView& v, const TensorView& cu_seqlens_q,
                                          const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q,
                                          std::int64_t max_seqlen_k, const FlashAttnOutputs& outputs,
-                                         const FlashAttnOptions& options, const TensorView& seqused_k) {
-  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k};
+                                         const FlashAttnOptions& options, const TensorView& seqused_k,
+                                         const TensorView& block_table) {
+  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k, block_table};
   return forward_params(function, ArgNames{}, q, k, v, &varlen, outputs, options);
 }
 
@@ -65,9 +66,10 @@ void flash_attn_qkvpacked(const TensorView& qkv, const FlashAttnOutputs& outputs
 
 void flash_attn_varlen(const TensorView& q, const TensorView& k, const TensorView& v, const TensorView& cu_seqlens_q,
                        const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q, std::int64_t max_seqlen_k,
-                       const FlashAttnOutputs& outputs, const FlashAttnOptions& options, const TensorView& seqused_k) {
+                       const FlashAttnOutputs& outputs, const FlashAttnOptions& options, const TensorView& seqused_k,
+                       const TensorView& block_table) {
   run_forward(frontend::flash_attn_varlen_params("flash_attn_varlen", q, k, v, cu_seqlens_q, cu_seqlens_k, max_seqlen_q,
-                                                 max_seqlen_k, outputs, options, seqused_k));
+                                                 max_seqlen_k, outputs, options, seqused_k, block_table));
 }
 
 void flash_attn_varlen_kvpacked(const TensorView& q, const TensorView& kv, const TensorView& cu_seqlens_q,
@@ -76,7 +78,7 @@ void flash_attn_varlen_kvpacked(const TensorView& q, const TensorView& kv, const
                                 const TensorView& seqused_k) {
   const char* function = "flash_attn_varlen_kvpacked";
   const auto [k, v, _] = frontend::unpack(ArgChecker(function), kv, "kv", 2, true);
-  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k};
+  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k, {}};
   run_forward(forward_params(function, frontend::kvpacked_names(), q, k, v, &varlen, outputs, options));
 }
 
@@ -84,7 +86,7 @@ void flash_attn_varlen_qkvpacked(const TensorView& qkv, const TensorView& cu_seq
                                  const FlashAttnOutputs& outputs, const FlashAttnOptions& options) {
   const char* function = "flash_attn_varlen_qkvpacked";
   const auto [q, k, v] = frontend::unpack(ArgChecker(function), qkv, "qkv", 3, true);
-  const VarlenArgs varlen{cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, {}};
+  const VarlenArgs varlen{cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, {}, {}};
   run_forward(forward_params(function, frontend::qkvpacked_names(true), q, k, v, &varlen, outputs, options));
 }
 

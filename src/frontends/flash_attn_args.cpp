@@ -5,6 +5,8 @@
 #include <limits>
 #include <string>
 
+#include "frontends/paged_checks.hpp"
+
 namespace flashattn::frontend {
 namespace {
 
@@ -22,36 +24,42 @@ void check_dtypes_and_devices(const ArgChecker& c, const ArgNames& n, const Tens
   c.device(v, n.v, q.device);
 }
 
+// Varlen over a paged cache: k and v are pages (num_blocks, page_size, hk, d).
 Problem check_qkv(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k, const TensorView& v,
-                  bool varlen) {
-  const int rank = varlen ? 3 : 4;
+                  bool varlen, bool paged) {
+  const int rank = varlen ? 3 : 4, k_rank = paged ? 4 : rank;
   c.rows_tensor(q, n.q, rank);
-  c.rows_tensor(k, n.k, rank);
-  c.rows_tensor(v, n.v, rank);
+  c.rows_tensor(k, n.k, k_rank);
+  c.rows_tensor(v, n.v, k_rank);
   check_dtypes_and_devices(c, n, q, k, v);
 
   Problem p;
   p.varlen = varlen;
-  const int h = rank - 2, d = rank - 1;
+  const int h = rank - 2, d = rank - 1, kh = k_rank - 2;
   p.heads = q.shape[h];
-  p.heads_kv = k.shape[h];
+  p.heads_kv = k.shape[kh];
   p.head_dim = q.shape[d];
+  if (paged) {
+    c.require(k.shape[1] >= 1, n.k + " has page size " + str(k.shape[1]) +
+                                   ", expected at least 1 (paged layout (num_blocks, page_size, hk, d))");
+    c.shape(v, n.v, {k.shape[0], k.shape[1], k.shape[2], k.shape[3]});
+  }
+  c.require(k.shape[k_rank - 1] == p.head_dim,
+            n.k + " has head dim " + str(k.shape[k_rank - 1]) + ", expected " + n.q + "'s " + str(p.head_dim));
   c.require(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim,
             n.q + " has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim));
-  c.require(k.shape[d] == p.head_dim,
-            n.k + " has head dim " + str(k.shape[d]) + ", expected " + n.q + "'s " + str(p.head_dim));
-  c.require(v.shape[d] == p.head_dim,
+  c.require(v.shape[k_rank - 1] == p.head_dim,
             n.v + " has head dim " + str(v.shape[d]) + ", expected " + n.q + "'s " + str(p.head_dim));
   c.require(p.heads >= 1, n.q + " has " + str(p.heads) + " heads, expected at least 1");
   c.require(p.heads_kv >= 1, n.k + " has " + str(p.heads_kv) + " heads, expected at least 1");
   c.require(p.heads % p.heads_kv == 0,
             n.k + " has " + str(p.heads_kv) + " heads, which does not divide " + n.q + "'s " + str(p.heads) + " heads");
-  c.require(v.shape[h] == p.heads_kv,
-            n.v + " has " + str(v.shape[h]) + " heads, expected " + n.k + "'s " + str(p.heads_kv));
+  c.require(v.shape[kh] == p.heads_kv,
+            n.v + " has " + str(v.shape[kh]) + " heads, expected " + n.k + "'s " + str(p.heads_kv));
   if (varlen) {
     p.rows_q = q.shape[0];
-    p.rows_k = k.shape[0];
-    c.require(v.shape[0] == p.rows_k,
+    p.rows_k = paged ? std::numeric_limits<std::int32_t>::max() : k.shape[0];  // paged: bounded by the table
+    c.require(paged || v.shape[0] == p.rows_k,
               n.v + " has " + str(v.shape[0]) + " rows, expected " + n.k + "'s " + str(p.rows_k));
     return p;
   }
@@ -153,6 +161,15 @@ void check_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, P
   if (a.seqused_k.present()) check_seqused_k(c, a.seqused_k, a.cu_seqlens_k, n.cu_seqlens_k, p.batch);
 }
 
+// Varlen over pages: sequence b's keys are positions [0, cu_seqlens_k[b + 1] - cu_seqlens_k[b]) of its block-table row.
+void check_paged_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, const TensorView& k,
+                        const Problem& p) {
+  const auto* cu_k = static_cast<const std::int32_t*>(a.cu_seqlens_k.data);
+  std::vector<std::int64_t> lengths(p.batch);
+  for (std::int64_t b = 0; b < p.batch; ++b) lengths[b] = std::int64_t{cu_k[b + 1]} - cu_k[b];
+  check_block_table(c, a.block_table, p.batch, k.shape[0], k.shape[1], lengths, "the " + n.cu_seqlens_k + " length");
+}
+
 
 // The view without dimension `dim`, at `index` along it.
 TensorView select(const TensorView& t, int dim, std::int64_t index) {
@@ -220,8 +237,10 @@ void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem
 
 Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,
                       const TensorView& v, const VarlenArgs* varlen, const FlashAttnOptions& options) {
-  Problem p = check_qkv(c, n, q, k, v, varlen != nullptr);
+  const bool paged = varlen && varlen->block_table.present();
+  Problem p = check_qkv(c, n, q, k, v, varlen != nullptr, paged);
   if (varlen) check_varlen(c, n, *varlen, p);
+  if (paged) check_paged_varlen(c, n, *varlen, k, p);
   check_problem_size(c, n, p);
   check_options(c, options, p);
   return p;
@@ -272,6 +291,7 @@ std::vector<NamedView> side_inputs(const ArgNames& n, const VarlenArgs* varlen, 
     inputs.push_back({varlen->cu_seqlens_q, n.cu_seqlens_q});
     if (n.cu_seqlens_k != n.cu_seqlens_q) inputs.push_back({varlen->cu_seqlens_k, n.cu_seqlens_k});
     inputs.push_back({varlen->seqused_k, "seqused_k"});
+    inputs.push_back({varlen->block_table, "block_table"});
   }
   return inputs;
 }
@@ -289,8 +309,9 @@ AttentionParams problem_params(const Problem& p, const TensorView& q, const Tens
   a.k = k.data;
   a.v = v.data;
   a.q_stride = bshd_strides(q, p.varlen);
-  a.k_stride = bshd_strides(k, p.varlen);
-  a.v_stride = bshd_strides(v, p.varlen);
+  const bool paged = varlen && varlen->block_table.present();
+  a.k_stride = bshd_strides(k, p.varlen && !paged);
+  a.v_stride = bshd_strides(v, p.varlen && !paged);
   a.batch = p.batch;
   a.heads_q = p.heads;
   a.heads_kv = p.heads_kv;
@@ -316,6 +337,7 @@ AttentionParams problem_params(const Problem& p, const TensorView& q, const Tens
     a.cu_seqlens_q = static_cast<const std::int32_t*>(varlen->cu_seqlens_q.data);
     a.cu_seqlens_k = static_cast<const std::int32_t*>(varlen->cu_seqlens_k.data);
     if (varlen->seqused_k.present()) a.seqused_k = static_cast<const std::int32_t*>(varlen->seqused_k.data);
+    if (paged) set_block_table(a, varlen->block_table, k.shape[1]);
   }
   return a;
 }

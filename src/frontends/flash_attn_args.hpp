@@ -32,6 +32,8 @@ struct VarlenArgs {
   TensorView cu_seqlens_q, cu_seqlens_k;  // int32 (batch + 1,)
   std::int64_t max_seqlen_q = 0, max_seqlen_k = 0;
   TensorView seqused_k;  // int32 (batch,)
+  // int32 (batch, max_blocks_per_seq): k and v are pages (num_blocks, page_size, hk, d) (forward only)
+  TensorView block_table;
 };
 
 // Sizes deduced from q, k and v. Varlen tensors have no batch dimension.

@@ -132,7 +132,7 @@ AttentionParams flash_attn_varlen_backward_params(const char* function, const Te
                                                   const TensorView& cu_seqlens_q, const TensorView& cu_seqlens_k,
                                                   std::int64_t max_seqlen_q, std::int64_t max_seqlen_k,
                                                   const FlashAttnOptions& options, const TensorView& seqused_k) {
-  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k};
+  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k, {}};
   return backward_params(function, Packing::none, unpacked_args(dout, q, k, v, out, softmax_lse, grads), &varlen,
                          options);
 }
@@ -177,7 +177,7 @@ void flash_attn_varlen_kvpacked_backward(const TensorView& dout, const TensorVie
                                          std::int64_t max_seqlen_k, const FlashAttnOptions& options,
                                          const TensorView& seqused_k) {
   const BackwardArgs args{dout, out, softmax_lse, {{q, "q"}, {kv, "kv"}}, {{dq, "dq"}, {dkv, "dkv"}}};
-  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k};
+  const VarlenArgs varlen{cu_seqlens_q, cu_seqlens_k, max_seqlen_q, max_seqlen_k, seqused_k, {}};
   run_backward(backward_params("flash_attn_varlen_kvpacked_backward", Packing::kv, args, &varlen, options));
 }
 
@@ -186,7 +186,7 @@ void flash_attn_varlen_qkvpacked_backward(const TensorView& dout, const TensorVi
                                           const TensorView& cu_seqlens, std::int64_t max_seqlen,
                                           const FlashAttnOptions& options) {
   const BackwardArgs args{dout, out, softmax_lse, {{qkv, "qkv"}}, {{dqkv, "dqkv"}}};
-  const VarlenArgs varlen{cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, {}};
+  const VarlenArgs varlen{cu_seqlens, cu_seqlens, max_seqlen, max_seqlen, {}, {}};
   run_backward(backward_params("flash_attn_varlen_qkvpacked_backward", Packing::qkv, args, &varlen, options));
 }
 

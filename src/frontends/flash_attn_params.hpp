@@ -19,7 +19,8 @@ AttentionParams flash_attn_varlen_params(const char* function, const TensorView&
                                          const TensorView& v, const TensorView& cu_seqlens_q,
                                          const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q,
                                          std::int64_t max_seqlen_k, const FlashAttnOutputs& outputs,
-                                         const FlashAttnOptions& options, const TensorView& seqused_k);
+                                         const FlashAttnOptions& options, const TensorView& seqused_k,
+                                         const TensorView& block_table = {});
 
 // The params flash_attn_backward / flash_attn_varlen_backward run: the
 // forward's, plus dout and the gradients.
