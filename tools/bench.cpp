@@ -5,13 +5,9 @@
 // configuration, with the arithmetic peak of the path the kernel uses
 // measured in the same process (peak_probe.hpp) and the unfused baseline
 // (forward or backward) timed on the same inputs (unfused_baseline.hpp).
-#include <sys/resource.h>
-#include <unistd.h>
-
+// --mode decode lives in bench_decode.cpp.
 #include <algorithm>
-#include <chrono>
 #include <cmath>
-#include <cstring>
 #include <iostream>
 #include <iterator>
 #include <limits>
@@ -19,7 +15,10 @@
 #include <random>
 #include <vector>
 
+#include "bench_decode.hpp"
+#include "bench_options.hpp"
 #include "bench_report.hpp"
+#include "bench_util.hpp"
 #include "cli_args.hpp"
 #include "commands.hpp"
 #include "core/mask.hpp"
@@ -41,34 +40,10 @@ constexpr int kSampledRows = 16;    // query rows: out and lse (fwd), dq (bwd)
 constexpr int kSampledKvHeads = 2;  // bwd: (batch, kv head) pairs whose dk and dv are checked
 constexpr int kSampledKeys = 8;     // bwd: keys of each
 
-struct BenchOptions {
-  BenchMode mode = BenchMode::fwd;
-  bool deterministic = false;  // bwd: params.deterministic
-  std::int64_t batch = 1, heads = 16, seqlen_q = 2048, seqlen_k = 2048, head_dim = 128;
-  std::int64_t heads_kv = 0;  // 0: = heads
-  DType dtype = DType::f32;
-  bool causal = false;
-  bool has_window = false;
-  WindowSize window{};
-  double softcap = 0, dropout_p = 0;
-  bool alibi = false, json = false;
-  std::int64_t repeat = 5;
-  bool baseline = true;                     // --no-baseline: false
-  std::optional<GemmBackend> baseline_gemm;  // unset: openblas when it loads, else own
-  // --sweep: every seqlen x head dim {64, 128}, non-causal and causal.
-  bool sweep = false;
-  std::vector<std::int64_t> sweep_seqlens{512, 1024, 2048, 4096, 8192, 16384};
-  std::vector<std::string_view> flags_given;
-  // Library settings; unset: leave the library's (environment) choice.
-  std::optional<int> threads;
-  std::optional<Isa> isa;
-  std::optional<Backend> backend;
-};
-
 BenchMode parse_mode(std::string_view text) {
-  for (BenchMode m : {BenchMode::fwd, BenchMode::bwd})
+  for (BenchMode m : {BenchMode::fwd, BenchMode::bwd, BenchMode::decode})
     if (bench_mode_name(m) == text) return m;
-  throw CliError("--mode expects fwd or bwd, got '" + std::string(text) + "'");
+  throw CliError("--mode expects fwd, bwd or decode, got '" + std::string(text) + "'");
 }
 
 DType parse_dtype(std::string_view text) {
@@ -137,19 +112,36 @@ constexpr Flag kFlags[] = {
     {"--baseline-gemm", true, [](BenchOptions& o, Sv f, Sv v) { o.baseline_gemm = parse_gemm(f, v); }},
     {"--sweep", false, [](BenchOptions& o, Sv, Sv) { o.sweep = true; }},
     {"--sweep-seqlens", true, [](BenchOptions& o, Sv f, Sv v) { o.sweep_seqlens = parse_size_list(f, v); }},
+    {"--page-size", true, [](BenchOptions& o, Sv f, Sv v) { o.page_size = cli::parse_int(f, v, 0, std::int64_t{1} << 31); }},
+    {"--seqlen-k-min", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_k_min = parse_size(f, v); }},
+    {"--num-splits", true, [](BenchOptions& o, Sv f, Sv v) { o.num_splits = cli::parse_int(f, v, 0, 1 << 16); }},
 };
 
 // Flags that --sweep sets itself.
 constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-dim", "--causal", "--window"};
 
+// Flags of --mode decode only, and flags it does not take (its mask is causal, it has no baseline).
+constexpr Sv kDecodeFlags[] = {"--page-size", "--seqlen-k-min", "--num-splits"};
+constexpr Sv kNotDecodeFlags[] = {"--causal",       "--window",      "--softcap",       "--alibi",
+                                  "--dropout",      "--seqlen",      "--no-baseline",   "--baseline-gemm",
+                                  "--sweep",        "--sweep-seqlens", "--deterministic"};
+
 // Flags that only make sense with another one.
 void check_flag_combinations(const BenchOptions& o) {
-  auto given = [&](Sv flag) { return std::find(o.flags_given.begin(), o.flags_given.end(), flag) != o.flags_given.end(); };
-  if (given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
-  if (given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
+  if (o.mode == BenchMode::decode) {
+    for (Sv flag : kNotDecodeFlags) {
+      if (o.given(flag)) throw CliError("bench: --mode decode does not take " + std::string(flag));
+    }
+  } else {
+    for (Sv flag : kDecodeFlags) {
+      if (o.given(flag)) throw CliError("bench: " + std::string(flag) + " needs --mode decode");
+    }
+  }
+  if (o.given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
+  if (o.given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
   if (!o.sweep) return;
   for (Sv flag : kSweptFlags) {
-    if (given(flag)) throw CliError("bench: --sweep sets seqlen, head dim and mask itself; drop " + std::string(flag));
+    if (o.given(flag)) throw CliError("bench: --sweep sets seqlen, head dim and mask itself; drop " + std::string(flag));
   }
 }
 // clang-format on
@@ -168,6 +160,19 @@ BenchOptions parse_bench_options(std::span<const std::string_view> args) {
   }
   check_flag_combinations(o);
   if (o.heads_kv == 0) o.heads_kv = o.heads;
+  if (o.mode == BenchMode::decode) {
+    if (!o.given("--seqlen-q")) o.seqlen_q = 1;  // one new token per sequence
+    o.causal = true;
+    o.baseline = false;
+    if (o.seqlen_k > std::numeric_limits<std::int32_t>::max()) {
+      throw CliError("bench: --seqlen-k is " + std::to_string(o.seqlen_k) + ", expected at most " +
+                     std::to_string(std::numeric_limits<std::int32_t>::max()) + " (cache_seqlens are int32)");
+    }
+    if (o.seqlen_k_min && *o.seqlen_k_min > o.seqlen_k) {
+      throw CliError("bench: --seqlen-k-min is " + std::to_string(*o.seqlen_k_min) + ", expected at most --seqlen-k (" +
+                     std::to_string(o.seqlen_k) + ")");
+    }
+  }
   if (o.baseline_gemm == GemmBackend::openblas && o.baseline && !openblas_available()) {
     throw CliError("--baseline-gemm openblas: libopenblas.so.0 does not load (install libopenblas0-pthread)");
   }
@@ -179,15 +184,6 @@ void apply_settings(const BenchOptions& o) {
   if (o.threads) set_num_threads(*o.threads);
   if (o.isa) set_isa(*o.isa);
   if (o.backend) set_backend(*o.backend);
-}
-
-// elements of a tensor of `shape`; throws instead of overflowing.
-std::int64_t checked_numel(std::initializer_list<std::int64_t> shape) {
-  std::int64_t n = 1;
-  for (std::int64_t d : shape) {
-    if (__builtin_mul_overflow(n, d, &n)) throw CliError("bench: the tensors are too large to address");
-  }
-  return n;
 }
 
 // Tensors of one problem, reused by every configuration.
@@ -208,34 +204,18 @@ struct Problem {
   }
 };
 
-// Fills `bytes` (elements of dtype) with N(0, 1) values.
-void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng) {
-  std::normal_distribution<float> normal;
-  const int size = dtype_size(dtype);
-  for (std::size_t at = 0; at < bytes.size(); at += size) {
-    const float x = normal(rng);
-    const std::uint16_t half = dtype == DType::bf16 ? to_bfloat16(x).bits : to_float16(x).bits;
-    std::memcpy(bytes.data() + at, dtype == DType::f32 ? static_cast<const void*>(&x) : &half, size);
-  }
-}
-
 // Refuses sizes this machine cannot hold before touching any memory.
-void check_fits_in_memory(const BenchOptions& o) {
+void check_problem_fits(const BenchOptions& o) {
   const std::int64_t q_numel = checked_numel({o.batch, o.seqlen_q, o.heads, o.head_dim});
   const std::int64_t kv_numel = checked_numel({o.batch, o.seqlen_k, o.heads_kv, o.head_dim});
   const std::int64_t lse_numel = checked_numel({o.batch, o.heads, o.seqlen_q});
   const double copies = o.mode == BenchMode::bwd ? 4.0 : 2.0;  // q, out (+ dout, dq); k, v (+ dk, dv)
-  const double bytes = copies * (q_numel + kv_numel) * dtype_size(o.dtype) + 4.0 * lse_numel;
-  const double physical = static_cast<double>(sysconf(_SC_PHYS_PAGES)) * static_cast<double>(sysconf(_SC_PAGESIZE));
-  if (physical > 0 && bytes > 0.8 * physical) {
-    throw CliError("bench: the tensors need " + std::to_string(static_cast<std::int64_t>(bytes / (1 << 30))) +
-                   " GiB, more than this machine has");
-  }
+  check_fits_in_memory(copies * (q_numel + kv_numel) * dtype_size(o.dtype) + 4.0 * lse_numel);
 }
 
 // Allocated (zero) tensors; prepare_problem fills q, k, v and dout.
 Problem make_problem(const BenchOptions& o) {
-  check_fits_in_memory(o);
+  check_problem_fits(o);
   const DType t = o.dtype;
   Problem p;
   p.q.resize(checked_numel({o.batch, o.seqlen_q, o.heads, o.head_dim}) * dtype_size(t));
@@ -299,28 +279,6 @@ Ceiling measure_ceiling(const BenchOptions& o) {
   return {path, peak_gflops(active_isa(), path, num_threads())};
 }
 
-// Peak resident set of the process so far, MiB.
-double peak_rss_mb() {
-  rusage usage{};
-  getrusage(RUSAGE_SELF, &usage);
-  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
-}
-
-// Median milliseconds of `repeat` calls of fn after one warm-up call (the
-// upper median for an even count).
-template <typename Fn>
-double median_ms(std::int64_t repeat, Fn&& fn) {
-  fn();
-  std::vector<double> ms;
-  for (std::int64_t r = 0; r < repeat; ++r) {
-    const auto start = std::chrono::steady_clock::now();
-    fn();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
-  }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
-}
-
 // Times the unfused baseline on `params` like the kernel, or says why not.
 void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow& row) {
   const std::string skipped = o.baseline ? unfused_unsupported_reason(params) : "--no-baseline";
@@ -337,10 +295,6 @@ void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow
   row.baseline_ms = median_ms(o.repeat, [&] { baseline.run(); });
   row.speedup_vs_baseline = row.baseline_ms / row.ms;
 }
-
-// Poisons `bytes` with all-ones: NaN in f32, f16 and bf16. Every run writes
-// the same values, so anything still NaN at the end was never written.
-void poison(std::vector<std::byte>& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
 
 // --mode fwd: times flash_attn, checks out and lse on sampled rows. Returns the FLOPs of one call.
 double time_forward(const BenchOptions& o, Problem& p, const AttentionParams& params,
@@ -452,8 +406,9 @@ void print_progress(const BenchOptions& point, const FlashAttnOptions& options, 
 int run_bench(std::span<const std::string_view> args) {
   const BenchOptions o = parse_bench_options(args);
   apply_settings(o);
+  if (o.mode == BenchMode::decode) return run_decode_bench(o);
   const std::vector<BenchOptions> points = problems_of(o);
-  for (const BenchOptions& point : points) check_fits_in_memory(point);  // before the slow work
+  for (const BenchOptions& point : points) check_problem_fits(point);  // before the slow work
   std::vector<FlashAttnOptions> configs;
   std::optional<Problem> problem = prepare_problem(points.front(), configs);  // validates the shared flags
   const Ceiling ceiling = measure_ceiling(o);

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <initializer_list>
 #include <utility>
 #include <vector>
 
@@ -54,7 +55,7 @@ std::string mib(std::int64_t bytes) { return format("%.1f", static_cast<double>(
 // The error columns of a mode: out's for fwd, dq's, dk's and dv's for bwd
 // ("-" for dk and dv when they were not checked).
 std::vector<Column> error_columns(BenchMode mode) {
-  if (mode == BenchMode::fwd) {
+  if (mode != BenchMode::bwd) {
     return {{"max_abs_err", true, [](const BenchRow& r) { return format("%.2e", r.verdict.max_abs_err); }},
             {"bound", true, [](const BenchRow& r) { return format("%.2e", r.verdict.bound); }}};
   }
@@ -68,24 +69,69 @@ std::vector<Column> error_columns(BenchMode mode) {
   return columns;
 }
 
-std::vector<Column> table_columns(BenchMode mode) {
-  auto num = [](std::int64_t x) { return std::to_string(x); };
-  std::vector<Column> columns = {
+std::string num(std::int64_t x) { return std::to_string(x); }
+
+// "4096", or "1024-4096" when decode drew the cache lengths from a range.
+std::string seqlen_k_label(const BenchRow& r) {
+  const std::string max = num(r.seqlen_k);
+  return r.seqlen_k_min > 0 && r.seqlen_k_min < r.seqlen_k ? num(r.seqlen_k_min) + "-" + max : max;
+}
+
+// Backend, ISA, dtype and sizes: the first columns of every mode.
+std::vector<Column> problem_columns() {
+  return {
       {"backend", false, [](const BenchRow& r) { return r.backend; }},
       {"isa", false, [](const BenchRow& r) { return r.isa; }},
       {"dtype", false, [](const BenchRow& r) { return r.dtype; }},
-      {"B", true, [=](const BenchRow& r) { return num(r.batch); }},
-      {"H", true, [=](const BenchRow& r) { return num(r.heads); }},
-      {"HKV", true, [=](const BenchRow& r) { return num(r.heads_kv); }},
-      {"Sq", true, [=](const BenchRow& r) { return num(r.seqlen_q); }},
-      {"Sk", true, [=](const BenchRow& r) { return num(r.seqlen_k); }},
-      {"D", true, [=](const BenchRow& r) { return num(r.head_dim); }},
+      {"B", true, [](const BenchRow& r) { return num(r.batch); }},
+      {"H", true, [](const BenchRow& r) { return num(r.heads); }},
+      {"HKV", true, [](const BenchRow& r) { return num(r.heads_kv); }},
+      {"Sq", true, [](const BenchRow& r) { return num(r.seqlen_q); }},
+      {"Sk", true, seqlen_k_label},
+      {"D", true, [](const BenchRow& r) { return num(r.head_dim); }},
+  };
+}
+
+// Memory and the verdict: the last columns of every mode.
+std::vector<Column> footer_columns() {
+  return {
+      {"ws_MiB", true, [](const BenchRow& r) { return mib(r.workspace_bytes); }},
+      {"tensor_MiB", true, [](const BenchRow& r) { return format("%.1f", r.tensor_mb); }},
+      {"rss_MiB", true, [](const BenchRow& r) { return format("%.1f", r.peak_rss_mb); }},
+      {"oracle", false, [](const BenchRow& r) { return std::string(r.oracle_ok() ? "ok" : "FAIL"); }},
+  };
+}
+
+std::vector<Column> concatenated(std::initializer_list<std::vector<Column>> parts) {
+  std::vector<Column> columns;
+  for (const std::vector<Column>& part : parts) columns.insert(columns.end(), part.begin(), part.end());
+  return columns;
+}
+
+std::vector<Column> decode_columns() {
+  const std::vector<Column> cache = {
+      {"page", true, [](const BenchRow& r) { return r.page_size > 0 ? num(r.page_size) : std::string("-"); }},
+      {"splits", true, [](const BenchRow& r) { return r.num_splits > 0 ? num(r.num_splits) : std::string("auto"); }},
+      {"threads", true, [](const BenchRow& r) { return num(r.threads); }},
+      {"ms", true, [](const BenchRow& r) { return format("%.3f", r.ms); }},
+      {"MiB", true, [](const BenchRow& r) { return format("%.1f", static_cast<double>(r.bytes) / kMiB); }},
+      {"GB/s", true, [](const BenchRow& r) { return format("%.1f", r.gbps); }},
+      {"bw", true, [](const BenchRow& r) { return format("%.1f", r.bandwidth_gbps); }},
+      {"%bw", true, [](const BenchRow& r) { return format("%.1f", 100 * r.fraction_of_bandwidth); }},
+      {"GFLOP/s", true, [](const BenchRow& r) { return format("%.1f", r.gflops); }},
+  };
+  return concatenated({problem_columns(), cache, error_columns(BenchMode::decode), footer_columns()});
+}
+
+std::vector<Column> table_columns(BenchMode mode) {
+  if (mode == BenchMode::decode) return decode_columns();
+  std::vector<Column> features = {
       {"mask", false, mask_label},
       {"features", false, features_label},
-      {"threads", true, [=](const BenchRow& r) { return num(r.threads); }},
+      {"threads", true, [](const BenchRow& r) { return num(r.threads); }},
   };
   if (mode == BenchMode::bwd) {
-    columns.push_back({"det", false, [](const BenchRow& r) { return std::string(r.deterministic ? "yes" : "no"); }});
+    features.push_back({"det", false, [](const BenchRow& r) { return std::string(r.deterministic ? "yes" : "no"); }});
   }
   const std::vector<Column> timing = {
       {"ms", true, [](const BenchRow& r) { return format("%.3f", r.ms); }},
@@ -94,18 +140,12 @@ std::vector<Column> table_columns(BenchMode mode) {
       {"peak", true, [](const BenchRow& r) { return format("%.0f", r.peak_gflops); }},
       {"%peak", true, [](const BenchRow& r) { return format("%.1f", 100 * r.fraction_of_peak); }},
   };
-  const std::vector<Column> tail = {
+  const std::vector<Column> baseline = {
       {"baseline", false, [](const BenchRow& r) { return r.baseline; }},
       {"base_ms", true, [](const BenchRow& r) { return optional_number("%.3f", r.baseline_ms); }},
       {"speedup", true, [](const BenchRow& r) { return optional_number("%.2f", r.speedup_vs_baseline); }},
-      {"ws_MiB", true, [](const BenchRow& r) { return mib(r.workspace_bytes); }},
-      {"tensor_MiB", true, [](const BenchRow& r) { return format("%.1f", r.tensor_mb); }},
-      {"rss_MiB", true, [](const BenchRow& r) { return format("%.1f", r.peak_rss_mb); }},
-      {"oracle", false, [](const BenchRow& r) { return std::string(r.oracle_ok() ? "ok" : "FAIL"); }},
   };
-  const std::vector<Column> errors = error_columns(mode);
-  for (const std::vector<Column>* part : {&timing, &errors, &tail}) columns.insert(columns.end(), part->begin(), part->end());
-  return columns;
+  return concatenated({problem_columns(), features, timing, error_columns(mode), baseline, footer_columns()});
 }
 
 // Finite numbers as %.6g; NaN and infinities (not JSON) as null.
@@ -122,7 +162,7 @@ std::string json_string(const std::string& s) {
 
 // Why a row's oracle verdict failed, with its numbers.
 std::string failure_details(const BenchRow& r) {
-  if (r.mode == BenchMode::fwd) {
+  if (r.mode != BenchMode::bwd) {
     const OracleVerdict& v = r.verdict;
     return v.failure + " (out error " + format("%.3e", v.max_abs_err) + ", bound " + format("%.3e", v.bound) +
            "; lse error " + format("%.3e", v.lse_err) + ", bound " + format("%.3e", v.lse_bound) + "; " +
@@ -140,7 +180,13 @@ std::string failure_details(const BenchRow& r) {
 
 }  // namespace
 
-std::string_view bench_mode_name(BenchMode mode) { return mode == BenchMode::bwd ? "bwd" : "fwd"; }
+std::string_view bench_mode_name(BenchMode mode) {
+  switch (mode) {
+    case BenchMode::bwd: return "bwd";
+    case BenchMode::decode: return "decode";
+    default: return "fwd";
+  }
+}
 
 void print_table(std::ostream& os, std::span<const BenchRow> rows) {
   const std::vector<Column> columns = table_columns(rows.empty() ? BenchMode::fwd : rows.front().mode);
@@ -171,7 +217,41 @@ void print_table(std::ostream& os, std::span<const BenchRow> rows) {
   os.flush();
 }
 
+namespace {
+
+void print_forward_errors(std::ostream& os, const OracleVerdict& v) {
+  os << ", \"max_abs_err\": " << json_number(v.max_abs_err) << ", \"err_bound\": " << json_number(v.bound)
+     << ", \"lse_err\": " << json_number(v.lse_err) << ", \"lse_bound\": " << json_number(v.lse_bound)
+     << ", \"rows_checked\": " << v.rows_checked;
+}
+
+void print_oracle_end(std::ostream& os, const BenchRow& r) {
+  os << ", \"oracle_ok\": " << (r.oracle_ok() ? "true" : "false");
+  if (!r.oracle_ok())
+    os << ", \"failure\": " << json_string(r.mode == BenchMode::bwd ? r.grad_verdict.failure : r.verdict.failure);
+  os << "}\n" << std::flush;
+}
+
+void print_decode_json_line(std::ostream& os, const BenchRow& r) {
+  os << "{\"mode\": \"decode\", \"backend\": " << json_string(r.backend) << ", \"isa\": " << json_string(r.isa)
+     << ", \"dtype\": " << json_string(r.dtype) << ", \"batch\": " << r.batch << ", \"heads\": " << r.heads
+     << ", \"heads_kv\": " << r.heads_kv << ", \"seqlen_q\": " << r.seqlen_q << ", \"seqlen_k\": " << r.seqlen_k
+     << ", \"seqlen_k_min\": " << r.seqlen_k_min << ", \"head_dim\": " << r.head_dim
+     << ", \"page_size\": " << r.page_size << ", \"num_splits\": " << r.num_splits
+     << ", \"causal\": " << (r.causal ? "true" : "false") << ", \"threads\": " << r.threads
+     << ", \"repeat\": " << r.repeat << ", \"ms\": " << json_number(r.ms) << ", \"bytes\": " << r.bytes
+     << ", \"gbps\": " << json_number(r.gbps) << ", \"bandwidth_gbps\": " << json_number(r.bandwidth_gbps)
+     << ", \"fraction_of_bandwidth\": " << json_number(r.fraction_of_bandwidth)
+     << ", \"gflops\": " << json_number(r.gflops) << ", \"workspace_bytes\": " << r.workspace_bytes
+     << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb) << ", \"tensor_mb\": " << json_number(r.tensor_mb);
+  print_forward_errors(os, r.verdict);
+  print_oracle_end(os, r);
+}
+
+}  // namespace
+
 void print_json_line(std::ostream& os, const BenchRow& r) {
+  if (r.mode == BenchMode::decode) return print_decode_json_line(os, r);
   auto b = [](bool x) { return x ? "true" : "false"; };
   os << "{\"mode\": " << json_string(std::string(bench_mode_name(r.mode))) << ", \"backend\": " << json_string(r.backend)
      << ", \"isa\": " << json_string(r.isa) << ", \"dtype\": " << json_string(r.dtype) << ", \"batch\": " << r.batch
@@ -191,10 +271,7 @@ void print_json_line(std::ostream& os, const BenchRow& r) {
      << ", \"workspace_bytes\": " << r.workspace_bytes << ", \"peak_rss_mb\": " << json_number(r.peak_rss_mb)
      << ", \"tensor_mb\": " << json_number(r.tensor_mb);
   if (r.mode == BenchMode::fwd) {
-    const OracleVerdict& v = r.verdict;
-    os << ", \"max_abs_err\": " << json_number(v.max_abs_err) << ", \"err_bound\": " << json_number(v.bound)
-       << ", \"lse_err\": " << json_number(v.lse_err) << ", \"lse_bound\": " << json_number(v.lse_bound)
-       << ", \"rows_checked\": " << v.rows_checked;
+    print_forward_errors(os, r.verdict);
   } else {
     const BackwardVerdict& v = r.grad_verdict;
     for (const auto& [name, grad] : kGradients) {
@@ -203,9 +280,7 @@ void print_json_line(std::ostream& os, const BenchRow& r) {
     }
     os << ", \"rows_checked\": " << v.rows_checked << ", \"keys_checked\": " << v.keys_checked;
   }
-  os << ", \"oracle_ok\": " << b(r.oracle_ok());
-  if (!r.oracle_ok()) os << ", \"failure\": " << json_string(r.mode == BenchMode::fwd ? r.verdict.failure : r.grad_verdict.failure);
-  os << "}\n" << std::flush;
+  print_oracle_end(os, r);
 }
 
 }  // namespace flashattn::tools

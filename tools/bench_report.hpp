@@ -16,10 +16,11 @@ namespace flashattn::tools {
 
 constexpr double kMiB = 1024.0 * 1024.0;
 
-// What a row times: the forward (flash_attn) or the backward (run_backward).
-enum class BenchMode { fwd, bwd };
+// What a row times: the forward (flash_attn), the backward (run_backward) or
+// decoding (flash_attn_with_kvcache).
+enum class BenchMode { fwd, bwd, decode };
 
-// "fwd" / "bwd".
+// "fwd" / "bwd" / "decode".
 std::string_view bench_mode_name(BenchMode mode);
 
 struct BenchRow {
@@ -49,10 +50,17 @@ struct BenchRow {
   double peak_rss_mb = 0;  // the process's peak resident set after this row (and its baseline), MiB
   // q, k, v, out and lse (bwd: and dout, dq, dk, dv), MiB: peak_rss_mb minus this is the overhead.
   double tensor_mb = 0;
-  OracleVerdict verdict;         // fwd: out and lse on sampled rows
+  // decode: cache lengths uniform in [seqlen_k_min, seqlen_k] (= seqlen_k: fixed),
+  // page_size 0 = contiguous cache, num_splits as requested (0: heuristic).
+  std::int64_t seqlen_k_min = 0, page_size = 0, num_splits = 0;
+  std::int64_t bytes = 0;             // decode: K and V bytes read once (sum of lengths x hk x d x 2 x dtype size)
+  double gbps = 0;                    // decode: bytes / ms
+  double bandwidth_gbps = 0;          // decode: DRAM read bandwidth, measured in-process (bandwidth_probe.hpp)
+  double fraction_of_bandwidth = 0;   // gbps / bandwidth_gbps
+  OracleVerdict verdict;         // fwd, decode: out and lse on sampled rows
   BackwardVerdict grad_verdict;  // bwd: dq, dk and dv on sampled rows and keys
 
-  bool oracle_ok() const { return mode == BenchMode::fwd ? verdict.ok : grad_verdict.ok; }
+  bool oracle_ok() const { return mode == BenchMode::bwd ? grad_verdict.ok : verdict.ok; }
 };
 
 // Header, one line per row, then one line per failed verdict saying why.
@@ -60,7 +68,9 @@ struct BenchRow {
 void print_table(std::ostream& os, std::span<const BenchRow> rows);
 
 // {"mode": "fwd", "backend": ..., "oracle_ok": true} on one line; bwd rows
-// add "deterministic" and carry dq / dk / dv errors instead of out / lse.
+// add "deterministic" and carry dq / dk / dv errors instead of out / lse;
+// decode rows carry the cache layout and the bandwidth keys instead of the
+// mask features, peak and baseline.
 void print_json_line(std::ostream& os, const BenchRow& row);
 
 }  // namespace flashattn::tools

@@ -26,7 +26,9 @@ commands:
   info    version, instruction sets, backend and threads
 
 flashattn bench flags (defaults in brackets):
-  --mode M           fwd (flash_attn) or bwd (run_backward: dq, dk, dv) [fwd]
+  --mode M           fwd (flash_attn), bwd (run_backward: dq, dk, dv) or
+                     decode (flash_attn_with_kvcache, causal: SQ new queries per
+                     sequence against a cache of SK keys; SQ defaults to 1) [fwd]
   --batch B          [1]
   --heads H          [16]
   --heads-kv HK      [= H]; must divide H
@@ -56,6 +58,11 @@ flashattn bench flags (defaults in brackets):
                      other flags apply to every row); progress on stderr
   --sweep-seqlens L  the sweep's seqlens, comma separated
                      [512,1024,2048,4096,8192,16384]
+  --page-size P      decode: paged caches of P-token pages, scattered over the
+                     pool (0 = contiguous caches) [0]
+  --seqlen-k-min LO  decode: each cache length uniform in [LO, SK] (fixed seed)
+                     [every length SK]
+  --num-splits N     decode: key chunks per sequence, merged (0 = heuristic) [0]
 
 Each row: median ms, GFLOP/s over kept (i, j) pairs (bwd: 2.5x the
 forward's FLOPs), the arithmetic peak of the kernel's path (fma, or bf16_dot
@@ -70,6 +77,10 @@ rows, error <= 2 x naive-in-dtype error + one ulp of max |ref|. bwd (after
 one untimed forward, random dout): dq on 16 sampled rows, dk and dv on 8
 keys of 2 (batch, kv head) pairs (fewer for long sequences, to bound the
 check's cost), each error <= 3 x naive-in-dtype error + one ulp.
+decode: median ms with the caches flushed before each call, the K and V
+bytes read once, GB/s, the DRAM read bandwidth measured in this process
+with the same threads and the fraction of it, out and lse checked on 16
+sampled rows as for fwd (no baseline, no peak).
 Exit status: 0 ok, 1 an oracle verdict failed, 2 bad arguments.
 )";
 

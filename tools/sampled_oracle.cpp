@@ -35,7 +35,7 @@ bool outputs_written(const AttentionParams& p) {
 }  // namespace
 
 NaiveRow naive_attention_row(const AttentionParams& params, DType precision, RowIndex at) {
-  if (params.is_varlen() || params.seqused_k) throw Error("naive_attention_row: varlen params are not supported");
+  if (params.is_varlen()) throw Error("naive_attention_row: varlen params are not supported");
   reference::ReferenceRow row = reference::reference_row(params, precision, at.batch, at.head, at.row);
   return {std::move(row.out), row.lse};
 }

@@ -25,9 +25,10 @@ struct NaiveRow {
   double lse = 0;           // -inf when the row keeps no key
 };
 
-// Row `at` of reference::reference_row over fixed-length params (not varlen,
-// no seqused_k). precision f64: the oracle; f32 / f16 / bf16: the naive
-// algorithm in that precision.
+// Row `at` of reference::reference_row over fixed-length params (not varlen;
+// seqused_k, paged and cache-indexed keys are fine: out keeps the (b, sq, h, d)
+// layout). precision f64: the oracle; f32 / f16 / bf16: the naive algorithm
+// in that precision.
 NaiveRow naive_attention_row(const AttentionParams& params, DType precision, RowIndex at);
 
 // `count` rows: the first and last rows of the problem, then random ones

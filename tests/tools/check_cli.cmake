@@ -3,7 +3,7 @@
 #         [-DEXPECT_STDOUT=<regex>]        stdout must match
 #         [-DEXPECT_STDERR=<regex>]        stderr must match
 #         [-DEXPECT_STDERR_LINES=<n>]      stderr has exactly n lines
-#         [-DEXPECT_JSON_LINES=<n>]        stdout is n lines, each a JSON object with
+#         [-DEXPECT_JSON_LINES=<n>]        stdout is n lines, each parsing as a JSON object with
 #                                          every key of JSON_KEYS (comma separated)
 #                                          and "oracle_ok": true
 #         [-DJSON_RANGES=<key:lo:hi,...>]  with EXPECT_JSON_LINES: each key of each
@@ -43,6 +43,10 @@ if(DEFINED EXPECT_JSON_LINES)
   foreach(line IN LISTS lines)
     if(NOT line MATCHES "^{.*}$" OR NOT line MATCHES "\"oracle_ok\": true")
       message(FATAL_ERROR "not a JSON object with \"oracle_ok\": true: ${line}\n${context}")
+    endif()
+    string(JSON json_type ERROR_VARIABLE json_error TYPE "${line}")
+    if(json_error OR NOT json_type STREQUAL "OBJECT")
+      message(FATAL_ERROR "does not parse as a JSON object (${json_error}): ${line}\n${context}")
     endif()
     foreach(key IN LISTS keys)
       if(NOT line MATCHES "\"${key}\": ")

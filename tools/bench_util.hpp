@@ -1,0 +1,56 @@
+// Pieces every bench mode shares: random inputs, poisoned outputs, sizes
+// that fit, timing and memory use.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <initializer_list>
+#include <random>
+#include <vector>
+
+#include "flashattn/dtype.hpp"
+
+namespace flashattn::tools {
+
+// Elements of a tensor of `shape`; throws cli::CliError instead of overflowing.
+std::int64_t checked_numel(std::initializer_list<std::int64_t> shape);
+
+// Throws cli::CliError when `bytes` exceed 80% of the physical memory.
+void check_fits_in_memory(double bytes);
+
+// Fills `bytes` (elements of dtype) with N(0, 1) values.
+void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng);
+
+// Poisons `bytes` with all-ones: NaN in f32, f16 and bf16. Every run writes
+// the same values, so anything still NaN at the end was never written.
+inline void poison(std::vector<std::byte>& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
+
+// Peak resident set of the process so far, MiB.
+double peak_rss_mb();
+
+// Median milliseconds of `repeat` calls of fn after one warm-up call (the
+// upper median for an even count). `before` runs ahead of every call,
+// untimed (a cache flush).
+template <typename Fn, typename Before>
+double median_ms(std::int64_t repeat, Fn&& fn, Before&& before) {
+  before();
+  fn();
+  std::vector<double> ms;
+  for (std::int64_t r = 0; r < repeat; ++r) {
+    before();
+    const auto start = std::chrono::steady_clock::now();
+    fn();
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+  }
+  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
+  return ms[ms.size() / 2];
+}
+
+template <typename Fn>
+double median_ms(std::int64_t repeat, Fn&& fn) {
+  return median_ms(repeat, fn, [] {});
+}
+
+}  // namespace flashattn::tools
