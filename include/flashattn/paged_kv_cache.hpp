@@ -9,7 +9,9 @@
 // [i * block_size, (i + 1) * block_size) of every layer's k and v. Token j
 // of a sequence lives at row j % block_size of block table[j / block_size].
 //
-// A decode step (one new token per sequence; a prefill is the same with n > 1):
+// A decode step (one new token per sequence; a prefill is the same with
+// n > 1; one call appends the same n to every sequence of its batch, so
+// prompts of different lengths prefill in separate calls):
 //
 //   PagedKVCache cache({.num_layers = 2, .num_blocks = 1024, .block_size = 16,
 //                       .heads_kv = 2, .head_dim = 64, .dtype = DType::bf16});
@@ -176,8 +178,8 @@ class PagedKVCache {
   PagedKVCacheConfig config_;
   std::int64_t block_bytes_ = 0;  // one block of one layer's k (or v)
   std::int64_t row_bytes_ = 0;    // one token of one layer's k (or v): heads_kv * head_dim elements
-  std::unique_ptr<std::byte[], PoolDeleter>
-      pools_;                              // (num_layers, 2 (k, v), num_blocks, block_size, heads_kv, head_dim)
+  // (num_layers, 2 (k, v), num_blocks, block_size, heads_kv, head_dim), 64-byte aligned
+  std::unique_ptr<std::byte[], PoolDeleter> pools_;
   std::vector<std::int32_t> ref_counts_;   // (num_blocks,)
   std::vector<std::int32_t> free_blocks_;  // a stack: back() is taken first
   std::map<std::int64_t, Sequence> sequences_;

@@ -234,10 +234,12 @@ PagedKVCache::Reservation PagedKVCache::reserve(const std::vector<SequenceId>& s
   std::int64_t copies = 0;
   const std::int64_t needed = plan_blocks(sequences, num_new_tokens, &copies, "reserve");
   if (needed > num_free_blocks()) {
-    checker("reserve").fail("out of blocks: " + str(num_new_tokens) + " new tokens for each of " +
-                            str(static_cast<std::int64_t>(sequences.size())) + " sequences need " + str(needed) +
-                            " free blocks (" + str(needed - copies) + " new, " + str(copies) + " copy-on-write), " +
-                            str(num_free_blocks()) + " are free");
+    const std::string whom = sequences.size() == 1
+                                 ? std::string("1 sequence")
+                                 : "each of " + str(static_cast<std::int64_t>(sequences.size())) + " sequences";
+    checker("reserve").fail("out of blocks: " + str(num_new_tokens) + " new tokens for " + whom + " need " +
+                            str(needed) + " free blocks (" + str(needed - copies) + " new, " + str(copies) +
+                            " copy-on-write), " + str(num_free_blocks()) + " are free");
   }
   // Everything that allocates happens first, so the changes below cannot fail half-way.
   std::int64_t width = 1;

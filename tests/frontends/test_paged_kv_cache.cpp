@@ -13,7 +13,10 @@
 #include <utility>
 #include <vector>
 
+#include "flashattn/flash_attn.hpp"
+#include "flashattn/flash_attn_kvcache.hpp"
 #include "flashattn/paged_kv_cache.hpp"
+#include "support/host_tensor.hpp"
 #include "support/paged_cache_state.hpp"
 
 namespace flashattn::testing {
@@ -356,7 +359,7 @@ TEST(PagedKVCache, OutOfBlocksNamesTheNeedAndChangesNothing) {
   const SequenceId b = f.fork(a);
   // b: 3 + 4 = 7 tokens: 2 more blocks and a copy of block 1 = 3, 2 free.
   expect_refused(f.cache, [&] { (void)f.cache.reserve({b}, 4); }, "reserve",
-                 {"out of blocks: 4 new tokens for each of 1 sequences need 3 free blocks (2 new, 1 copy-on-write), "
+                 {"out of blocks: 4 new tokens for 1 sequence need 3 free blocks (2 new, 1 copy-on-write), "
                   "2 are free"});
   // a and b: one new block each and one copy (the second holder writes in place).
   expect_refused(f.cache,
@@ -503,6 +506,64 @@ TEST(PagedKVCache, StridedRowsAndHalfPrecisionRoundTrip) {
     EXPECT_EQ(k_back, k);
     EXPECT_EQ(v_back, v);
   }
+}
+
+// The whole protocol with the kernel: flash_attn_with_kvcache appends a
+// batch's new k / v through a reservation (one sequence a fresh fork, so one
+// holder of the shared partial block copies it) and attends over the pages;
+// the pages then hold exactly the new rows, the other holder's tokens are
+// untouched, and the output equals flash_attn over the contiguous keys.
+TEST(PagedKVCache, FlashAttnWithKvcacheAppendsThroughAReservation) {
+  Filled f(small_config(16, 3, DType::bf16));
+  const PagedKVCacheConfig& c = f.cache.config();
+  const SequenceId a = f.add();
+  f.append({a}, 7);
+  const SequenceId b = f.fork(a), other = f.add();
+  f.append({other}, 2);
+  const std::int64_t n = 4, heads = 4;
+  std::mt19937_64 rng(11);
+  HostTensor q(c.dtype, {3, n, heads, c.head_dim}), k_new(c.dtype, {3, n, c.heads_kv, c.head_dim});
+  HostTensor v_new(c.dtype, {3, n, c.heads_kv, c.head_dim}), out(c.dtype, {3, n, heads, c.head_dim});
+  q.randomize(rng), k_new.randomize(rng), v_new.randomize(rng);
+  const std::vector<SequenceId> batch{b, other, a};
+  PagedKVCache::Reservation r = f.cache.reserve(batch, n);
+  for (std::int64_t layer = 0; layer < c.num_layers; ++layer) {
+    flash_attn_with_kvcache(q, f.cache.k_cache(layer), f.cache.v_cache(layer), {.out = out},
+                            {.k = k_new,
+                             .v = v_new,
+                             .cache_seqlens = r.cache_seqlens(),
+                             .block_table = r.block_table(),
+                             .causal = true,
+                             .num_splits = 1});  // the unsplit kernel: bitwise what flash_attn computes
+  }
+  r.commit();
+  const std::int64_t row = row_bytes(c);
+  const auto* k_bytes = static_cast<const std::byte*>(k_new.view().data);
+  const auto* v_bytes = static_cast<const std::byte*>(v_new.view().data);
+  for (std::size_t i = 0; i < batch.size(); ++i)
+    for (std::int64_t layer = 0; layer < c.num_layers; ++layer)
+      for (std::int64_t t = 0; t < n; ++t) {
+        const std::int64_t at = (static_cast<std::int64_t>(i) * n + t) * row;  // (b, n) rows of new k / v
+        f.rows[batch[i].value][layer].emplace_back(RowBytes(k_bytes + at, k_bytes + at + row),
+                                                   RowBytes(v_bytes + at, v_bytes + at + row));
+      }
+  for (SequenceId s : batch) f.expect_contents(s);
+  EXPECT_NE(f.cache.block_ids(a)[2], f.cache.block_ids(b)[2]);  // the shared partial block was copied once
+
+  // Sequence b attends over its 11 keys: flash_attn on a contiguous copy, the same result.
+  const std::int64_t length = f.cache.length(b);
+  HostTensor k_all(c.dtype, {1, length, c.heads_kv, c.head_dim}), v_all(c.dtype, {1, length, c.heads_kv, c.head_dim});
+  HostTensor q_b(c.dtype, {1, n, heads, c.head_dim}), expected(c.dtype, {1, n, heads, c.head_dim});
+  const std::int64_t last = c.num_layers - 1;
+  for (std::int64_t j = 0; j < length; ++j) {
+    std::copy(f.rows[b.value][last][j].first.begin(), f.rows[b.value][last][j].first.end(),
+              k_all.data<std::byte>() + j * row);
+    std::copy(f.rows[b.value][last][j].second.begin(), f.rows[b.value][last][j].second.end(),
+              v_all.data<std::byte>() + j * row);
+  }
+  for (std::int64_t e = 0; e < q_b.numel(); ++e) q_b.set(e, q.get(e));  // batch entry 0 is b
+  flash_attn(q_b, k_all, v_all, {.out = expected}, {.causal = true});
+  for (std::int64_t e = 0; e < expected.numel(); ++e) EXPECT_EQ(out.get(e), expected.get(e)) << e;
 }
 
 }  // namespace
