@@ -115,13 +115,14 @@ constexpr Flag kFlags[] = {
     {"--page-size", true, [](BenchOptions& o, Sv f, Sv v) { o.page_size = cli::parse_int(f, v, 0, std::int64_t{1} << 31); }},
     {"--seqlen-k-min", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_k_min = parse_size(f, v); }},
     {"--num-splits", true, [](BenchOptions& o, Sv f, Sv v) { o.num_splits = cli::parse_int(f, v, 0, 1 << 16); }},
+    {"--warm-cache", false, [](BenchOptions& o, Sv, Sv) { o.warm_cache = true; }},
 };
 
 // Flags that --sweep sets itself.
 constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-dim", "--causal", "--window"};
 
 // Flags of --mode decode only, and flags it does not take (its mask is causal, it has no baseline).
-constexpr Sv kDecodeFlags[] = {"--page-size", "--seqlen-k-min", "--num-splits"};
+constexpr Sv kDecodeFlags[] = {"--page-size", "--seqlen-k-min", "--num-splits", "--warm-cache"};
 constexpr Sv kNotDecodeFlags[] = {"--causal",       "--window",      "--softcap",       "--alibi",
                                   "--dropout",      "--seqlen",      "--no-baseline",   "--baseline-gemm",
                                   "--sweep",        "--sweep-seqlens", "--deterministic"};

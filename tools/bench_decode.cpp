@@ -180,7 +180,9 @@ int run_decode_bench(const BenchOptions& o) {
   std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
   row.ms = median_ms(
       o.repeat, [&] { flash_attn_with_kvcache(p.q_view, p.k_view, p.v_view, outputs, options); },
-      [&] { flusher.flush(); });
+      [&] {
+        if (!o.warm_cache) flusher.flush();
+      });
 
   const AttentionParams& params = call.params();
   row.bytes = kv_bytes(o, p);

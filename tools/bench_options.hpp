@@ -37,6 +37,9 @@ struct BenchOptions {
   std::int64_t page_size = 0;
   std::optional<std::int64_t> seqlen_k_min;
   std::int64_t num_splits = 0;
+  // decode: keep the caches warm between timed calls (no L3 flush): the
+  // rate of a cache that fits in L3, against the DRAM-bound default.
+  bool warm_cache = false;
   std::vector<std::string_view> flags_given;
   // Library settings; unset: leave the library's (environment) choice.
   std::optional<int> threads;

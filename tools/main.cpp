@@ -63,6 +63,7 @@ flashattn bench flags (defaults in brackets):
   --seqlen-k-min LO  decode: each cache length uniform in [LO, SK] (fixed seed)
                      [every length SK]
   --num-splits N     decode: key chunks per sequence, merged (0 = heuristic) [0]
+  --warm-cache       decode: no cache flush between calls (a cache that fits in L3)
 
 Each row: median ms, GFLOP/s over kept (i, j) pairs (bwd: 2.5x the
 forward's FLOPs), the arithmetic peak of the kernel's path (fma, or bf16_dot
@@ -77,7 +78,8 @@ rows, error <= 2 x naive-in-dtype error + one ulp of max |ref|. bwd (after
 one untimed forward, random dout): dq on 16 sampled rows, dk and dv on 8
 keys of 2 (batch, kv head) pairs (fewer for long sequences, to bound the
 check's cost), each error <= 3 x naive-in-dtype error + one ulp.
-decode: median ms with the caches flushed before each call, the K and V
+decode: median ms with the caches flushed before each call (not with
+--warm-cache), the K and V
 bytes read once, GB/s, the DRAM read bandwidth measured in this process
 with the same threads and the fraction of it, out and lse checked on 16
 sampled rows as for fwd (no baseline, no peak).

@@ -79,7 +79,10 @@ struct KvCacheOutputs {
 };
 
 // Any page size >= 1 (flash-attn: multiples of 256). With new k / v,
-// cache_batch_idx entries must be distinct (upstream races on duplicates; we refuse).
+// cache_batch_idx entries must be distinct (upstream races on duplicates; we
+// refuse), the block table must send every appended position to a slot that
+// no other position of any sequence reads or writes (pages shared read-only
+// are fine), and the caches may not have elements sharing an address.
 void flash_attn_with_kvcache(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
                              const KvCacheOutputs& outputs, const KvCacheOptions& options = {});
 

@@ -5,6 +5,7 @@
 #include "flashattn/error.hpp"
 #include "flashattn/flash_attn.hpp"
 #include "flashattn/flash_attn_backward.hpp"
+#include "flashattn/flash_attn_kvcache.hpp"
 #include "flashattn/merge_attention_states.hpp"
 #include "flashattn/paged_kv_cache.hpp"
 #include "flashattn/params.hpp"

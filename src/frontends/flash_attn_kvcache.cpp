@@ -68,6 +68,7 @@ struct CacheShape {
   std::int64_t rows = 0;      // contiguous: b_cache; paged: num_blocks
   std::int64_t seqlen = 0;    // contiguous: seqlen_cache; paged: page_size
   std::int64_t capacity = 0;  // positions one sequence can hold
+  std::string capacity_source;  // for messages: "block_table has 4 pages of 16 positions per sequence"
   std::int64_t heads_kv = 0;
 };
 
@@ -96,22 +97,33 @@ CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorVi
     c.require(!__builtin_mul_overflow(block_table.shape[1], s.seqlen, &s.capacity),
               "block_table has " + str(block_table.shape[1]) + " pages per sequence of " + str(s.seqlen) +
                   " positions: the capacity overflows int64");
+    s.capacity_source =
+        "block_table has " + str(block_table.shape[1]) + " pages of " + str(s.seqlen) + " positions per sequence";
   } else {
     s.capacity = s.seqlen;
+    s.capacity_source = "k_cache has seqlen_cache " + str(s.seqlen);
   }
   // Key counts are int32 below the API (seqused_k): a sequence may not reach past that.
-  s.capacity = std::min<std::int64_t>(s.capacity, std::numeric_limits<std::int32_t>::max());
+  if (s.capacity > std::numeric_limits<std::int32_t>::max()) {
+    s.capacity = std::numeric_limits<std::int32_t>::max();
+    s.capacity_source += ", capped to the int32 key count";
+  }
   return s;
 }
 
-// Appending through a block table: no cache position may be written by two
-// sequences (pages shared read-only, as a common prefix, are fine).
-void check_appends_disjoint(const ArgChecker& c, const TensorView& block_table, std::int64_t page_size,
-                            const std::vector<std::int64_t>& starts, std::int64_t seqlen_new) {
+// Appending through a block table: every slot written is the slot of one
+// sequence position only. No two appends share a slot, and no sequence reads
+// a written slot as one of its cached positions (pages shared read-only, as
+// a common prefix, are fine; appending into rows of them is not).
+void check_appends_private(const ArgChecker& c, const TensorView& block_table, std::int64_t page_size,
+                           const std::vector<std::int64_t>& starts, std::int64_t seqlen_new) {
+  const auto page = [&](std::int64_t b, std::int64_t j) {
+    return *element<std::int32_t>(block_table, {b, j / page_size});
+  };
   std::vector<std::pair<std::int64_t, std::int64_t>> written;  // (slot, batch)
   for (std::int64_t b = 0; b < static_cast<std::int64_t>(starts.size()); ++b) {
     for (std::int64_t j = starts[b]; j < starts[b] + seqlen_new; ++j)
-      written.emplace_back(*element<std::int32_t>(block_table, {b, j / page_size}) * page_size + j % page_size, b);
+      written.emplace_back(page(b, j) * page_size + j % page_size, b);
   }
   std::sort(written.begin(), written.end());
   for (std::size_t n = 1; n < written.size(); ++n) {
@@ -119,6 +131,24 @@ void check_appends_disjoint(const ArgChecker& c, const TensorView& block_table, 
       c.fail("block_table makes sequences " + str(written[n - 1].second) + " and " + str(written[n].second) +
              " append to the same slot (page " + str(written[n].first / page_size) + ", row " +
              str(written[n].first % page_size) + "), expected appends to disjoint slots");
+    }
+  }
+  if (written.empty()) return;
+  std::vector<std::int64_t> written_pages;
+  for (const auto& w : written) written_pages.push_back(w.first / page_size);
+  written_pages.erase(std::unique(written_pages.begin(), written_pages.end()), written_pages.end());  // sorted
+  for (std::int64_t b = 0; b < static_cast<std::int64_t>(starts.size()); ++b) {
+    for (std::int64_t first = 0; first < starts[b]; first += page_size) {  // the pages of b's cached positions
+      if (!std::binary_search(written_pages.begin(), written_pages.end(), std::int64_t{page(b, first)})) continue;
+      for (std::int64_t j = first; j < std::min(first + page_size, starts[b]); ++j) {
+        const std::int64_t slot = page(b, j) * page_size + j % page_size;
+        const auto w = std::lower_bound(written.begin(), written.end(), std::pair{slot, std::int64_t{0}});
+        if (w != written.end() && w->first == slot) {
+          c.fail("block_table makes sequence " + str(w->second) + " append to the slot (page " + str(slot / page_size) +
+                 ", row " + str(slot % page_size) + ") that sequence " + str(b) + " reads at position " + str(j) +
+                 ", expected appends to slots no other position reads");
+        }
+      }
     }
   }
 }
@@ -163,13 +193,16 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
       c.shape(*t, name, {p.batch, seqlen_new, p.heads_kv, p.head_dim});
     }
     c.require(o.cache_seqlens.present(), "cache_seqlens is missing, required with new k and v (where to append)");
+    // The caches are written: two positions sharing an address would take each other's keys.
+    c.output_tensor(k_cache, "k_cache", 4);
+    c.output_tensor(v_cache, "v_cache", 4);
   }
 
   // Lengths: cache_seqlens (absolute end of each row's keys), left padding.
   if (o.cache_seqlens.length()) {
     const std::int64_t n = *o.cache_seqlens.length();
-    c.require(n >= 0 && n <= cache.capacity,
-              "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) + " (the cache's capacity)");
+    c.require(n >= 0 && n <= cache.capacity, "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
+                                                 " (the cache's capacity: " + cache.capacity_source + ")");
     cache_seqlens_.assign(p.batch, n);
   } else if (o.cache_seqlens.present()) {
     const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", p.batch);
@@ -188,9 +221,9 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
       c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) + "] = " +
              str(cache_seqlens_[b]));
     }
-    if (cache_seqlens_[b] + seqlen_new > cache.capacity) {
+    if (seqlen_new > cache.capacity - cache_seqlens_[b]) {  // cache_seqlens_[b] >= 0: no int64 overflow
       c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
-             " exceeds the cache's capacity of " + str(cache.capacity) + " positions");
+             " exceeds the cache's capacity of " + str(cache.capacity) + " positions (" + cache.capacity_source + ")");
     }
   }
   std::vector<std::int64_t> ends(p.batch);
@@ -200,7 +233,7 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
     c.require(!o.cache_batch_idx.present(), "cache_batch_idx is given with block_table, expected one or the other "
                                             "(the block table already maps sequences to pages)");
     check_block_table(c, o.block_table, p.batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
-    if (appending) check_appends_disjoint(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
+    if (appending) check_appends_private(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
   } else if (o.cache_batch_idx.present()) {
     batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", p.batch);
     for (std::int64_t b = 0; b < p.batch; ++b) {
