@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "core/convert.hpp"
 #include "core/rotary.hpp"
 #include "core/sequence.hpp"
 #include "frontends/flash_attn_args.hpp"
@@ -21,26 +22,6 @@ namespace frontend {
 namespace {
 
 std::string str(std::int64_t x) { return std::to_string(x); }
-
-void load_floats(const void* src, DType dtype, std::int64_t n, float* dst) {
-  for (std::int64_t c = 0; c < n; ++c) {
-    switch (dtype) {
-      case DType::bf16: dst[c] = to_float(static_cast<const bfloat16*>(src)[c]); break;
-      case DType::f16: dst[c] = to_float(static_cast<const float16*>(src)[c]); break;
-      default: dst[c] = static_cast<const float*>(src)[c]; break;
-    }
-  }
-}
-
-void store_floats(const float* src, DType dtype, std::int64_t n, void* dst) {
-  for (std::int64_t c = 0; c < n; ++c) {
-    switch (dtype) {
-      case DType::bf16: static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]); break;
-      case DType::f16: static_cast<float16*>(dst)[c] = to_float16(src[c]); break;
-      default: static_cast<float*>(dst)[c] = src[c]; break;
-    }
-  }
-}
 
 template <class T = char>
 T* element(const TensorView& t, std::initializer_list<std::int64_t> index) {
@@ -62,6 +43,8 @@ std::vector<std::int32_t> int32_per_batch(const ArgChecker& c, const TensorView&
   return values;
 }
 
+}  // namespace
+
 // The cache tensors, with what their shape means.
 struct CacheShape {
   bool paged = false;
@@ -71,6 +54,8 @@ struct CacheShape {
   std::string capacity_source;  // for messages: "block_table has 4 pages of 16 positions per sequence"
   std::int64_t heads_kv = 0;
 };
+
+namespace {
 
 CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorView& k_cache,
                         const TensorView& v_cache, const TensorView& block_table) {
@@ -153,13 +138,9 @@ void check_appends_private(const ArgChecker& c, const TensorView& block_table, s
   }
 }
 
-}  // namespace
 
-KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
-                         const KvCacheOutputs& outputs, const KvCacheOptions& o)
-    : q_(q), k_new_(o.k), v_new_(o.v), rotary_cos_(o.rotary_cos), rotary_sin_(o.rotary_sin),
-      rotary_interleaved_(o.rotary_interleaved) {
-  const ArgChecker c("flash_attn_with_kvcache");
+// q (b, sq, h, d): the problem's sizes except the keys.
+Problem check_q(const ArgChecker& c, const TensorView& q) {
   c.rows_tensor(q, "q", 4);
   c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
             "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16");
@@ -175,85 +156,32 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
   c.require(p.heads >= 1, "q has " + str(p.heads) + " heads, expected at least 1");
   c.require(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim,
             "q has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim));
-  const CacheShape cache = check_caches(c, q, k_cache, v_cache, o.block_table);
-  p.heads_kv = cache.heads_kv;
+  return p;
+}
 
-  // New keys and values.
+// New k and v (both or neither): returns seqlen_new (0 without them).
+std::int64_t check_new_kv(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
+                          const TensorView& k_cache, const TensorView& v_cache) {
   c.require(o.k.present() == o.v.present(), std::string(o.k.present() ? "k is given without v" : "v is given without k") +
                                                  ", expected both or neither");
-  const bool appending = o.k.present();
-  std::int64_t seqlen_new = 0;
-  if (appending) {
-    c.rows_tensor(o.k, "k", 4);
-    seqlen_new = o.k.shape[1];
-    for (const auto& [t, name] : {std::pair{&o.k, "k"}, std::pair{&o.v, "v"}}) {
-      c.rows_tensor(*t, name, 4);
-      c.dtype(*t, name, q.dtype);
-      c.device(*t, name, q.device);
-      c.shape(*t, name, {p.batch, seqlen_new, p.heads_kv, p.head_dim});
-    }
-    c.require(o.cache_seqlens.present(), "cache_seqlens is missing, required with new k and v (where to append)");
-    // The caches are written: two positions sharing an address would take each other's keys.
-    c.output_tensor(k_cache, "k_cache", 4);
-    c.output_tensor(v_cache, "v_cache", 4);
+  if (!o.k.present()) return 0;
+  c.rows_tensor(o.k, "k", 4);
+  const std::int64_t seqlen_new = o.k.shape[1];
+  for (const auto& [t, name] : {std::pair{&o.k, "k"}, std::pair{&o.v, "v"}}) {
+    c.rows_tensor(*t, name, 4);
+    c.dtype(*t, name, q.dtype);
+    c.device(*t, name, q.device);
+    c.shape(*t, name, {p.batch, seqlen_new, p.heads_kv, p.head_dim});
   }
+  c.require(o.cache_seqlens.present(), "cache_seqlens is missing, required with new k and v (where to append)");
+  // The caches are written: two positions sharing an address would take each other's keys.
+  c.output_tensor(k_cache, "k_cache", 4);
+  c.output_tensor(v_cache, "v_cache", 4);
+  return seqlen_new;
+}
 
-  // Lengths: cache_seqlens (absolute end of each row's keys), left padding.
-  if (o.cache_seqlens.length()) {
-    const std::int64_t n = *o.cache_seqlens.length();
-    c.require(n >= 0 && n <= cache.capacity, "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
-                                                 " (the cache's capacity: " + cache.capacity_source + ")");
-    cache_seqlens_.assign(p.batch, n);
-  } else if (o.cache_seqlens.present()) {
-    const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", p.batch);
-    cache_seqlens_.assign(lengths.begin(), lengths.end());
-  } else {
-    cache_seqlens_.assign(p.batch, cache.capacity);
-  }
-  if (o.cache_leftpad.present()) {
-    c.require(!cache.paged, "cache_leftpad is given with block_table, expected one or the other (as flash-attn)");
-    leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", p.batch);
-  }
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    const std::int64_t pad = leftpad_.empty() ? 0 : leftpad_[b];
-    if (cache_seqlens_[b] < 0) c.fail("cache_seqlens[" + str(b) + "] is " + str(cache_seqlens_[b]) + ", expected >= 0");
-    if (pad < 0 || pad > cache_seqlens_[b]) {
-      c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) + "] = " +
-             str(cache_seqlens_[b]));
-    }
-    if (seqlen_new > cache.capacity - cache_seqlens_[b]) {  // cache_seqlens_[b] >= 0: no int64 overflow
-      c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
-             " exceeds the cache's capacity of " + str(cache.capacity) + " positions (" + cache.capacity_source + ")");
-    }
-  }
-  std::vector<std::int64_t> ends(p.batch);
-  for (std::int64_t b = 0; b < p.batch; ++b) ends[b] = cache_seqlens_[b] + seqlen_new;
-
-  if (cache.paged) {
-    c.require(!o.cache_batch_idx.present(), "cache_batch_idx is given with block_table, expected one or the other "
-                                            "(the block table already maps sequences to pages)");
-    check_block_table(c, o.block_table, p.batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
-    if (appending) check_appends_private(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
-  } else if (o.cache_batch_idx.present()) {
-    batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", p.batch);
-    for (std::int64_t b = 0; b < p.batch; ++b) {
-      if (batch_index_[b] < 0 || batch_index_[b] >= cache.rows) {
-        c.fail("cache_batch_idx[" + str(b) + "] is " + str(batch_index_[b]) + ", expected a cache row in [0, " +
-               str(cache.rows) + ")");
-      }
-      for (std::int64_t a = 0; appending && a < b; ++a) {
-        if (batch_index_[a] == batch_index_[b]) {
-          c.fail("cache_batch_idx[" + str(a) + "] and cache_batch_idx[" + str(b) + "] are both " +
-                 str(batch_index_[b]) + ", expected distinct cache rows when appending k and v");
-        }
-      }
-    }
-  } else {
-    c.require(cache.rows >= p.batch, "k_cache has " + str(cache.rows) + " rows, expected at least q's batch size " +
-                                         str(p.batch) + " (or a cache_batch_idx)");
-  }
-
-  // Options: the flash-attn ones shared with flash_attn_func, then rotary.
+// The flash-attn options shared with flash_attn_func, checked as there.
+FlashAttnOptions shared_options(const ArgChecker& c, const KvCacheOptions& o, const Problem& p) {
   FlashAttnOptions fo;
   fo.softmax_scale = o.softmax_scale;
   fo.causal = o.causal;
@@ -262,35 +190,12 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
   fo.alibi_slopes = o.alibi_slopes;
   check_options(c, fo, p);
   c.require(o.num_splits >= 0, "num_splits is " + str(o.num_splits) + ", expected >= 0 (0: heuristic)");
-  const auto bounded = [&](std::int64_t w) { return w >= 0 && w < cache.capacity; };
-  rotate_q_per_row_ = o.causal || bounded(o.window_size.left) || bounded(o.window_size.right);  // as upstream
-  if (o.rotary_cos.present() || o.rotary_sin.present()) {
-    c.require(o.rotary_cos.present() && o.rotary_sin.present(),
-              std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
-                                                 : "rotary_sin is given without rotary_cos") +
-                  ", expected both or neither");
-    c.require(appending, "rotary_cos is given without new k and v, expected rotary only with an append");
-    c.rows_tensor(o.rotary_cos, "rotary_cos", 2);
-    c.rows_tensor(o.rotary_sin, "rotary_sin", 2);
-    c.dtype(o.rotary_cos, "rotary_cos", q.dtype);
-    c.dtype(o.rotary_sin, "rotary_sin", q.dtype);
-    c.device(o.rotary_cos, "rotary_cos", q.device);
-    c.device(o.rotary_sin, "rotary_sin", q.device);
-    const std::int64_t half = o.rotary_cos.shape[1];
-    c.require(half >= 1 && 2 * half <= p.head_dim, "rotary_cos has " + str(half) + " columns (rotary_dim / 2), "
-                                                   "expected 1 to head_dim / 2 = " + str(p.head_dim / 2));
-    c.shape(o.rotary_sin, "rotary_sin", {o.rotary_cos.shape[0], half});
-    std::int64_t positions = 0;  // largest position used + 1
-    for (std::int64_t b = 0; b < p.batch; ++b)
-      positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row_ ? p.seqlen_q : 1));
-    c.require(o.rotary_cos.shape[0] >= positions,
-              "rotary_cos has " + str(o.rotary_cos.shape[0]) + " rows (seqlen_ro), expected at least " +
-                  str(positions) + ": the call rotates up to position " + str(positions - 1));
-  }
+  return fo;
+}
 
-  // Outputs, then overlaps: nothing the call writes may alias what it reads.
-  p.seqlen_k = 0;
-  for (std::int64_t b = 0; b < p.batch; ++b) p.seqlen_k = std::max(p.seqlen_k, ends[b] - (leftpad_.empty() ? 0 : leftpad_[b]));
+// Outputs, then overlaps: nothing the call writes may alias what it reads.
+void check_outputs(const ArgChecker& c, const KvCacheOutputs& outputs, const KvCacheOptions& o, const Problem& p,
+                   const TensorView& q, const TensorView& k_cache, const TensorView& v_cache) {
   check_rows(c, outputs.out, "out", p, RowLayout::q, q.dtype, q.device, true);
   if (outputs.softmax_lse.present())
     check_rows(c, outputs.softmax_lse, "softmax_lse", p, RowLayout::lse, DType::f32, q.device, true);
@@ -305,21 +210,35 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
                               {o.cache_leftpad, "cache_leftpad"},
                               {o.block_table, "block_table"},
                               {o.alibi_slopes, "alibi_slopes"}};
-  if (appending) {
-    written.push_back({k_cache, "k_cache"});
-    written.push_back({v_cache, "v_cache"});
-  } else {
-    read.push_back({k_cache, "k_cache"});
-    read.push_back({v_cache, "v_cache"});
-  }
+  std::vector<NamedView>& caches = o.k.present() ? written : read;
+  caches.push_back({k_cache, "k_cache"});
+  caches.push_back({v_cache, "v_cache"});
   c.separate(written, read);
+}
+
+}  // namespace
+
+KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
+                         const KvCacheOutputs& outputs, const KvCacheOptions& o)
+    : q_(q), k_new_(o.k), v_new_(o.v), rotary_cos_(o.rotary_cos), rotary_sin_(o.rotary_sin),
+      rotary_interleaved_(o.rotary_interleaved) {
+  const ArgChecker c("flash_attn_with_kvcache");
+  Problem p = check_q(c, q);
+  const CacheShape cache = check_caches(c, q, k_cache, v_cache, o.block_table);
+  p.heads_kv = cache.heads_kv;
+  const std::int64_t seqlen_new = check_new_kv(c, o, q, p, k_cache, v_cache);
+  check_lengths(c, o, cache, p.batch, seqlen_new);
+  check_cache_rows(c, o, cache, p.batch, seqlen_new);
+  const FlashAttnOptions fo = shared_options(c, o, p);
+  const auto bounded = [&](std::int64_t w) { return w >= 0 && w < cache.capacity; };
+  rotate_q_per_row_ = o.causal || bounded(o.window_size.left) || bounded(o.window_size.right);  // as upstream
+  check_rotary(c, o, q, p, seqlen_new);
+  p.seqlen_k = *std::max_element(seqlens_k_.begin(), seqlens_k_.end());
+  check_outputs(c, outputs, o, p, q, k_cache, v_cache);
 
   // Params of the attention over the updated cache.
   params_ = problem_params(p, q, k_cache, v_cache, nullptr, fo);
   set_forward_outputs(params_, p, FlashAttnOutputs{outputs.out, outputs.softmax_lse, {}}, fo);
-  seqlens_k_.resize(p.batch);
-  for (std::int64_t b = 0; b < p.batch; ++b)
-    seqlens_k_[b] = static_cast<std::int32_t>(ends[b] - (leftpad_.empty() ? 0 : leftpad_[b]));
   params_.seqused_k = seqlens_k_.data();
   if (cache.paged) set_block_table(params_, o.block_table, cache.seqlen);
   if (!batch_index_.empty()) params_.kv_batch_index = batch_index_.data();
@@ -332,6 +251,100 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
   }
 }
 
+// cache_seqlens (absolute end of each row's cached keys), left padding, and
+// room for the append; fills cache_seqlens_, leftpad_ and seqlens_k_.
+void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, const CacheShape& cache,
+                                std::int64_t batch, std::int64_t seqlen_new) {
+  if (o.cache_seqlens.length()) {
+    const std::int64_t n = *o.cache_seqlens.length();
+    c.require(n >= 0 && n <= cache.capacity, "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
+                                                 " (the cache's capacity: " + cache.capacity_source + ")");
+    cache_seqlens_.assign(batch, n);
+  } else if (o.cache_seqlens.present()) {
+    const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", batch);
+    cache_seqlens_.assign(lengths.begin(), lengths.end());
+  } else {
+    cache_seqlens_.assign(batch, cache.capacity);
+  }
+  if (o.cache_leftpad.present()) {
+    c.require(!cache.paged, "cache_leftpad is given with block_table, expected one or the other (as flash-attn)");
+    leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", batch);
+  }
+  seqlens_k_.resize(batch);
+  for (std::int64_t b = 0; b < batch; ++b) {
+    const std::int64_t pad = leftpad_.empty() ? 0 : leftpad_[b];
+    if (cache_seqlens_[b] < 0) c.fail("cache_seqlens[" + str(b) + "] is " + str(cache_seqlens_[b]) + ", expected >= 0");
+    if (pad < 0 || pad > cache_seqlens_[b]) {
+      c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) + "] = " +
+             str(cache_seqlens_[b]));
+    }
+    if (seqlen_new > cache.capacity - cache_seqlens_[b]) {  // cache_seqlens_[b] >= 0: no int64 overflow
+      c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
+             " exceeds the cache's capacity of " + str(cache.capacity) + " positions (" + cache.capacity_source + ")");
+    }
+    seqlens_k_[b] = static_cast<std::int32_t>(cache_seqlens_[b] + seqlen_new - pad);  // capacity <= int32 max
+  }
+}
+
+// Which cache rows or pages each sequence uses: the block table, or
+// cache_batch_idx, or rows 0..b-1.
+void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o, const CacheShape& cache,
+                                   std::int64_t batch, std::int64_t seqlen_new) {
+  const bool appending = o.k.present();
+  if (cache.paged) {
+    c.require(!o.cache_batch_idx.present(), "cache_batch_idx is given with block_table, expected one or the other "
+                                            "(the block table already maps sequences to pages)");
+    std::vector<std::int64_t> ends(batch);
+    for (std::int64_t b = 0; b < batch; ++b) ends[b] = cache_seqlens_[b] + seqlen_new;
+    check_block_table(c, o.block_table, batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
+    if (appending) check_appends_private(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
+  } else if (o.cache_batch_idx.present()) {
+    batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", batch);
+    for (std::int64_t b = 0; b < batch; ++b) {
+      if (batch_index_[b] < 0 || batch_index_[b] >= cache.rows) {
+        c.fail("cache_batch_idx[" + str(b) + "] is " + str(batch_index_[b]) + ", expected a cache row in [0, " +
+               str(cache.rows) + ")");
+      }
+      for (std::int64_t a = 0; appending && a < b; ++a) {
+        if (batch_index_[a] == batch_index_[b]) {
+          c.fail("cache_batch_idx[" + str(a) + "] and cache_batch_idx[" + str(b) + "] are both " +
+                 str(batch_index_[b]) + ", expected distinct cache rows when appending k and v");
+        }
+      }
+    }
+  } else {
+    c.require(cache.rows >= batch, "k_cache has " + str(cache.rows) + " rows, expected at least q's batch size " +
+                                       str(batch) + " (or a cache_batch_idx)");
+  }
+}
+
+// rotary_cos / rotary_sin: only with an append, q's dtype, long enough for
+// every position the call rotates.
+void KvCacheCall::check_rotary(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
+                               std::int64_t seqlen_new) {
+  if (!o.rotary_cos.present() && !o.rotary_sin.present()) return;
+  c.require(o.rotary_cos.present() && o.rotary_sin.present(),
+            std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
+                                               : "rotary_sin is given without rotary_cos") +
+                ", expected both or neither");
+  c.require(o.k.present(), "rotary_cos is given without new k and v, expected rotary only with an append");
+  for (const auto& [t, name] : {std::pair{&o.rotary_cos, "rotary_cos"}, std::pair{&o.rotary_sin, "rotary_sin"}}) {
+    c.rows_tensor(*t, name, 2);
+    c.dtype(*t, name, q.dtype);
+    c.device(*t, name, q.device);
+  }
+  const std::int64_t half = o.rotary_cos.shape[1];
+  c.require(half >= 1 && 2 * half <= p.head_dim, "rotary_cos has " + str(half) + " columns (rotary_dim / 2), "
+                                                 "expected 1 to head_dim / 2 = " + str(p.head_dim / 2));
+  c.shape(o.rotary_sin, "rotary_sin", {o.rotary_cos.shape[0], half});
+  std::int64_t positions = 0;  // largest position used + 1
+  for (std::int64_t b = 0; b < p.batch; ++b)
+    positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row_ ? p.seqlen_q : 1));
+  c.require(o.rotary_cos.shape[0] >= positions, "rotary_cos has " + str(o.rotary_cos.shape[0]) +
+                                                    " rows (seqlen_ro), expected at least " + str(positions) +
+                                                    ": the call rotates up to position " + str(positions - 1));
+}
+
 void KvCacheCall::append() {
   if (!k_new_.present()) return;
   const AttentionParams& p = params_;
@@ -340,8 +353,8 @@ void KvCacheCall::append() {
   std::vector<float> row(d), cos(half), sin(half);
   auto rotate = [&](std::int64_t position) {
     if (half == 0) return;
-    load_floats(element(rotary_cos_, {position, 0}), dtype, half, cos.data());
-    load_floats(element(rotary_sin_, {position, 0}), dtype, half, sin.data());
+    core::load_floats(element(rotary_cos_, {position, 0}), dtype, half, cos.data());
+    core::load_floats(element(rotary_sin_, {position, 0}), dtype, half, sin.data());
     core::rotate_row(row.data(), 2 * half, cos.data(), sin.data(), rotary_interleaved_);
   };
   auto* k_cache = static_cast<char*>(const_cast<void*>(p.k));
@@ -351,9 +364,9 @@ void KvCacheCall::append() {
     for (std::int64_t t = 0; t < k_new_.shape[1]; ++t) {
       const std::int64_t position = cache_seqlens_[b] + t, j = position - seq.k_start;
       for (std::int64_t h = 0; h < p.heads_kv; ++h) {
-        load_floats(element(k_new_, {b, t, h, 0}), dtype, d, row.data());
+        core::load_floats(element(k_new_, {b, t, h, 0}), dtype, d, row.data());
         rotate(position);
-        store_floats(row.data(), dtype, d, k_cache + core::key_offset(p.k_stride, seq, j, h) * dtype_size(dtype));
+        core::store_floats(row.data(), dtype, d, k_cache + core::key_offset(p.k_stride, seq, j, h) * dtype_size(dtype));
         std::memcpy(v_cache + core::key_offset(p.v_stride, seq, j, h) * dtype_size(dtype), element(v_new_, {b, t, h, 0}),
                     d * dtype_size(dtype));
       }
@@ -363,9 +376,9 @@ void KvCacheCall::append() {
   for (std::int64_t b = 0; b < p.batch; ++b) {
     for (std::int64_t i = 0; i < p.seqlen_q; ++i) {
       for (std::int64_t h = 0; h < p.heads_q; ++h) {
-        load_floats(element(q_, {b, i, h, 0}), dtype, d, row.data());
+        core::load_floats(element(q_, {b, i, h, 0}), dtype, d, row.data());
         rotate(cache_seqlens_[b] + (rotate_q_per_row_ ? i : 0));
-        store_floats(row.data(), dtype, d,
+        core::store_floats(row.data(), dtype, d,
                      rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * dtype_size(dtype));
       }
     }

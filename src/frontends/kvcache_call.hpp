@@ -13,6 +13,10 @@
 
 namespace flashattn::frontend {
 
+struct CacheShape;  // what k_cache's shape means (flash_attn_kvcache.cpp)
+class ArgChecker;
+struct Problem;
+
 class KvCacheCall {
  public:
   // Throws Error naming the argument on any invalid input; reads the int32
@@ -31,6 +35,14 @@ class KvCacheCall {
   const AttentionParams& params() const { return params_; }
 
  private:
+  // The checks that fill the members below, in the constructor's order.
+  void check_lengths(const ArgChecker& c, const KvCacheOptions& o, const CacheShape& cache, std::int64_t batch,
+                     std::int64_t seqlen_new);
+  void check_cache_rows(const ArgChecker& c, const KvCacheOptions& o, const CacheShape& cache, std::int64_t batch,
+                        std::int64_t seqlen_new);
+  void check_rotary(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
+                    std::int64_t seqlen_new);
+
   AttentionParams params_;
   TensorView q_, k_new_, v_new_, rotary_cos_, rotary_sin_;
   bool rotary_interleaved_ = true;

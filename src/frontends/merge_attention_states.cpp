@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "core/convert.hpp"
 #include "core/merge.hpp"
 #include "flashattn/runtime.hpp"
 #include "frontends/tensor_checks.hpp"
@@ -133,48 +134,6 @@ StateAddress address_of(const AttentionState& s, const Layout& l) {
   return a;
 }
 
-// acc[c] += weight * x[c] over one row of `dtype` elements.
-void accumulate(double* acc, const void* x, DType dtype, std::int64_t n, double weight) {
-  switch (dtype) {
-    case DType::f32: {
-      const auto* p = static_cast<const float*>(x);
-      for (std::int64_t c = 0; c < n; ++c) acc[c] += weight * p[c];
-      break;
-    }
-    case DType::bf16: {
-      const auto* p = static_cast<const bfloat16*>(x);
-      for (std::int64_t c = 0; c < n; ++c) acc[c] += weight * to_float(p[c]);
-      break;
-    }
-    default: {
-      const auto* p = static_cast<const float16*>(x);
-      for (std::int64_t c = 0; c < n; ++c) acc[c] += weight * to_float(p[c]);
-      break;
-    }
-  }
-}
-
-// Rounds one row of doubles to `dtype` (through fp32, like the reference).
-void store_row(void* y, DType dtype, const double* acc, std::int64_t n) {
-  switch (dtype) {
-    case DType::f32: {
-      auto* p = static_cast<float*>(y);
-      for (std::int64_t c = 0; c < n; ++c) p[c] = static_cast<float>(acc[c]);
-      break;
-    }
-    case DType::bf16: {
-      auto* p = static_cast<bfloat16*>(y);
-      for (std::int64_t c = 0; c < n; ++c) p[c] = to_bfloat16(static_cast<float>(acc[c]));
-      break;
-    }
-    default: {
-      auto* p = static_cast<float16*>(y);
-      for (std::int64_t c = 0; c < n; ++c) p[c] = to_float16(static_cast<float>(acc[c]));
-      break;
-    }
-  }
-}
-
 const void* element(const void* base, DType dtype, std::int64_t offset) {
   return static_cast<const char*>(base) + offset * dtype_size(dtype);
 }
@@ -192,6 +151,7 @@ void merge_rows(const std::vector<StateAddress>& parts, const StateAddress& merg
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
     std::vector<double> weights(n_parts), lse(n_parts), acc(d);  // (parts,), (parts,), (head_dim,)
+    std::vector<float> row(d);                                    // (head_dim,) one part's out, or the result
 #pragma omp for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       const std::int64_t h = r % l.heads, i = (r / l.heads) % l.seqlen, b = r / (l.heads * l.seqlen);
@@ -203,11 +163,13 @@ void merge_rows(const std::vector<StateAddress>& parts, const StateAddress& merg
       std::fill(acc.begin(), acc.end(), 0.0);
       for (std::int64_t s = 0; s < n_parts; ++s) {
         if (weights[s] == 0.0) continue;
-        accumulate(acc.data(), element(parts[s].out_read, parts[s].dtype, parts[s].out_offset(b, i, h)),
-                   parts[s].dtype, d, weights[s]);
+        core::load_floats(element(parts[s].out_read, parts[s].dtype, parts[s].out_offset(b, i, h)), parts[s].dtype,
+                          d, row.data());
+        for (std::int64_t c = 0; c < d; ++c) acc[c] += weights[s] * row[c];
       }
-      store_row(static_cast<char*>(merged.out_write) + merged.out_offset(b, i, h) * dtype_size(merged.dtype),
-                merged.dtype, acc.data(), d);
+      for (std::int64_t c = 0; c < d; ++c) row[c] = static_cast<float>(acc[c]);  // rounds through fp32, like the reference
+      core::store_floats(row.data(), merged.dtype, d,
+                         static_cast<char*>(merged.out_write) + merged.out_offset(b, i, h) * dtype_size(merged.dtype));
       merged.lse_at(b, i, h) = static_cast<float>(merged_lse);
     }
   }
