@@ -52,4 +52,23 @@ inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, st
   return e.k_batch * s.batch + (e.k_start + j) * s.row + h * s.head;
 }
 
+// key_offset of the n consecutive keys [begin, begin + n) into offsets[0, n):
+// one division for the whole run instead of one per key (the kernels' tiles).
+inline void key_offsets(const BshdStrides& s, const SequenceExtent& e, std::int64_t begin, std::int64_t n,
+                        std::int64_t h, std::int64_t* offsets) {
+  if (e.pages == nullptr) {
+    const std::int64_t first = key_offset(s, e, begin, h);
+    for (std::int64_t j = 0; j < n; ++j) offsets[j] = first + j * s.row;
+    return;
+  }
+  std::int64_t page = begin / e.page_size, slot = begin % e.page_size;
+  for (std::int64_t j = 0; j < n; ++j) {
+    offsets[j] = e.pages[page] * s.batch + slot * s.row + h * s.head;
+    if (++slot == e.page_size) {
+      slot = 0;
+      ++page;
+    }
+  }
+}
+
 }  // namespace flashattn::core

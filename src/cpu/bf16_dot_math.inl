@@ -9,6 +9,12 @@
 // vdpbf16ps treats bf16 denormals as zero (its inputs here are bf16 tensors
 // and probabilities, where that is below the oracle's floor).
 
+// _mm512_permutex2var_epi16(x, kPairLow, y) interleaves the low halves of
+// two rows of 32 bf16: element 2c is x[c], element 2c+1 is y[c] (c < 16);
+// kPairLow + 16 does the upper halves.
+alignas(64) constexpr std::uint16_t kPairLow[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                    8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+
 struct Bf16DotMath {
   using Elem = std::uint16_t;  // bf16 bits
   static constexpr int kPack = 2;
@@ -33,11 +39,7 @@ struct Bf16DotMath {
   template <class RowAt>
   static void pack_values(RowAt row_at, DType, std::int64_t n, std::int64_t n_pad, std::int64_t dv,
                           std::int64_t dv_pad, Elem* vp) {
-    // Element 2c of the result is a[c], element 2c+1 is b[c] (c < 16, then the upper halves).
-    alignas(64) static constexpr std::uint16_t kLow[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,
-                                                           37, 6, 38, 7, 39, 8, 40, 9, 41, 10, 42,
-                                                           11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
-    const __m512i low = _mm512_load_si512(kLow);
+    const __m512i low = _mm512_load_si512(kPairLow);
     const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
     for (std::int64_t j = 0; j < n_pad; j += 2) {
       const auto* a = j < n ? static_cast<const Elem*>(row_at(j)) : nullptr;

@@ -10,6 +10,7 @@ namespace {  // internal linkage: nothing ISA-specific is visible outside this f
 #include "cpu/vec_philox.inl"
 #include "cpu/micro_kernel.inl"
 #include "cpu/forward_workspace.inl"
+#include "cpu/decode_kernel.inl"
 #include "cpu/forward_tile_loop.inl"
 }  // namespace
 

@@ -11,6 +11,8 @@ namespace {  // internal linkage: nothing ISA-specific is visible outside this f
 #include "cpu/micro_kernel.inl"
 #include "cpu/bf16_dot_math.inl"
 #include "cpu/forward_workspace.inl"
+#include "cpu/decode_kernel.inl"
+#include "cpu/decode_bf16_dot.inl"
 #include "cpu/forward_tile_loop.inl"
 }  // namespace
 

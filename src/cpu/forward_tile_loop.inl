@@ -15,6 +15,9 @@
 //   m' = max(m, colmax S^T); alpha = e^(m - m'); l = alpha l + colsum e^(S^T - m')
 //   P^T = e^(S^T - m'), dropped weights zeroed; O^T = alpha O^T + V^T P^T
 // then out = O / l / (1 - p_drop), lse = m + log l.
+// Calls whose items fit one vector of lanes (decoding) run the two products
+// in the decode layout instead (decode_kernel.inl): K and V unpacked, Q and O
+// by rows; everything between the products is shared.
 
 #include "cpu/split_kv.inl"
 
@@ -78,7 +81,7 @@ inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
   return true;
 }
 
-// Lane bookkeeping, Q^T packed by lane block, and O, m, l cleared.
+// Lane bookkeeping, Q^T packed by lane block (decode: Q by rows), and O, m, l cleared.
 template <class Math>
 inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
                        Workspace<Math>& ws) {
@@ -97,28 +100,47 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
       } else {  // padding lane: zero queries
         std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
       }
+      if (d.decode) {
+        std::memcpy(qt + k * d.d_pad, ws.row, d.d_pad * sizeof(*ws.row));
+        continue;
+      }
       for (std::int64_t s = 0; s < d.depth_steps; ++s)
         std::memcpy(qt + (s * width + k) * Math::kPack, ws.row + s * Math::kPack, Math::kPack * sizeof(*ws.row));
     }
   }
   std::memset(ws.ot, 0, round_up(w.lanes(), kW) * d.dv_pad * sizeof(float));
+  // The decode scores fill only the item's lanes of S^T: the others stay finite.
+  if (d.decode) std::memset(ws.st, 0, d.k_cols * kW * sizeof(float));
 }
 
-// Keys [key_begin, key_begin + n) of the item's kv head, packed for the
-// micro-kernel; key rows up to n_pad are zero.
+// Keys [key_begin, key_begin + n) of the item's kv head made ready for the
+// products: their row offsets in k and v, and (lane-major) K and V packed
+// for the micro-kernel, key rows up to n_pad zero. Decode: also the offsets
+// of the next tile's next_n keys, which the kernels prefetch.
 template <class Math>
-inline void pack_tile(const WorkItem& w, const ForwardDims& d, std::int64_t key_begin, std::int64_t n,
-                      std::int64_t n_pad, Workspace<Math>& ws) {
+inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t key_begin, std::int64_t n,
+                         std::int64_t n_pad, std::int64_t next_n, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
-  for (std::int64_t j = 0; j < n; ++j) {
-    const std::int64_t at = core::key_offset(p.k_stride, w.seq, key_begin + j, w.hk);
-    Math::load_row(element_at(p.k, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.kp + j * d.d_pad);
+  core::key_offsets(p.k_stride, w.seq, key_begin, n, w.hk, ws.k_at);
+  core::key_offsets(p.v_stride, w.seq, key_begin, n, w.hk, ws.v_at);
+  if (d.decode) {
+    core::key_offsets(p.k_stride, w.seq, key_begin + d.k_cols, next_n, w.hk, ws.k_at + d.k_cols);
+    core::key_offsets(p.v_stride, w.seq, key_begin + d.k_cols, next_n, w.hk, ws.v_at + d.k_cols);
+    ws.next_n = next_n;
+    return;
   }
+  for (std::int64_t j = 0; j < n; ++j)
+    Math::load_row(element_at(p.k, p.dtype, ws.k_at[j]), p.dtype, p.head_dim, d.d_pad, ws.kp + j * d.d_pad);
   std::memset(ws.kp + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(typename Math::Elem));
-  auto value_row = [&](std::int64_t j) {
-    return element_at(p.v, p.dtype, core::key_offset(p.v_stride, w.seq, key_begin + j, w.hk));
-  };
+  auto value_row = [&](std::int64_t j) { return element_at(p.v, p.dtype, ws.v_at[j]); };
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
+}
+
+template <class Math>
+inline DecodeTile decode_tile(const AttentionParams& p, const ForwardDims& d, std::int64_t n, const Workspace<Math>& ws) {
+  const std::int64_t bytes = dtype_size(p.dtype);
+  return DecodeTile{p.k,       p.v,   ws.k_at, ws.v_at, n, ws.k_at + d.k_cols, ws.v_at + d.k_cols, ws.next_n,
+                    bytes, p.head_dim * bytes, p.head_dim_v * bytes};
 }
 
 // Per-lane inputs of the score hooks for a tile of keys [key_begin,
@@ -182,10 +204,17 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
-  with_cols(block.cols, [&]<int Cols>() {
-    score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
-                              p.softmax_scale);
-  });
+  if (d.decode) {
+    with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
+      DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(p, d, n, ws), ws.qt, d.d_pad,
+                                                    p.head_dim, p.softmax_scale, ws.st);
+    });
+  } else {
+    with_cols(block.cols, [&]<int Cols>() {
+      score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
+                                p.softmax_scale);
+    });
+  }
 
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
   if (masked || p.softcap > 0 || p.alibi_slopes) apply_score_hooks(w, block, key_begin, n, masked, ws);
@@ -339,6 +368,12 @@ inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBloc
   if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
   const std::int64_t width = block.cols * kW;
   const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
+  if (d.decode) {
+    return with_decode_variant<Math>(w.p->dtype, w.lanes(), [&]<DType T, int Lanes>() {
+      DecodeKernel<Math>::template values<T, Lanes>(decode_tile(*w.p, d, n, ws), pt, ws.alpha,
+                                                    w.p->head_dim_v, ws.ot, d.dv_pad);
+    });
+  }
   with_cols(block.cols, [&]<int Cols>() {
     output_product<Math, Cols>(d.dv_pad, n_pad / Math::kPack, ws.vp, d.dv_pad, pt, width, ws.alpha,
                                ws.ot + block.first_lane * d.dv_pad);
@@ -357,12 +392,13 @@ inline void finish_item(const WorkItem& w, const ForwardDims& d, const LaneBlock
     const LaneBlock& block = blocks[n];
     const std::int64_t width = block.cols * kW;
     const float* ot = ws.ot + block.first_lane * d.dv_pad;
+    const std::int64_t lane_step = d.decode ? d.dv_pad : 1, dim_step = d.decode ? 1 : width;  // O or O^T
     for (std::int64_t k = 0; k < width; ++k) {
       const std::int64_t lane = block.first_lane + k, i = ws.lane_row[lane], h = ws.lane_head[lane];
       if (i < 0) continue;
       const bool empty = ws.row_sum[lane] == 0.0f;
       const double inv = empty ? 0.0 : keep_scale / ws.row_sum[lane];
-      for (std::int64_t c = 0; c < p.head_dim_v; ++c) o[c] = static_cast<float>(ot[c * width + k] * inv);
+      for (std::int64_t c = 0; c < p.head_dim_v; ++c) o[c] = static_cast<float>(ot[k * lane_step + c * dim_step] * inv);
       if (w.partials) {
         const std::int64_t at = (w.split * w.partials->rows + global_row(p, w, i)) * p.heads_q + h;
         std::memcpy(w.partials->out + at * p.head_dim_v, o, p.head_dim_v * sizeof(float));
@@ -391,7 +427,7 @@ inline void write_probs(const WorkItem& w, const ForwardDims& d, const LaneBlock
       core::kept_keys_of_rows(p.mask, w.row_begin, w.row_begin + w.rows, w.seq.seqlen_q, w.seq.seqlen_k);
   for (std::int64_t kb = keys.begin / d.k_cols * d.k_cols; kb < keys.end; kb += d.k_cols) {
     const std::int64_t n = std::min(d.k_cols, w.seq.seqlen_k - kb), n_pad = round_up(n, Vec::kRows);
-    pack_tile(w, d, kb, n, n_pad, ws);
+    prepare_tile(w, d, kb, n, n_pad, 0, ws);
     for (std::int64_t b = 0; b < block_count; ++b) {
       const LaneBlock& block = blocks[b];
       const std::int64_t width = block.cols * kW;
@@ -412,6 +448,11 @@ inline void write_probs(const WorkItem& w, const ForwardDims& d, const LaneBlock
   }
 }
 
+// Keys of the tile at next_kb that the item's loop will visit (0: none).
+inline std::int64_t next_tile_keys(std::int64_t next_kb, std::int64_t keys_end, std::int64_t sk, std::int64_t k_cols) {
+  return next_kb < keys_end ? std::min(k_cols, sk - next_kb) : 0;
+}
+
 template <class Math>
 inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>& ws, const RowStats* stats) {
   const AttentionParams& p = *w.p;
@@ -430,7 +471,7 @@ inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>
     for (std::int64_t b = 0; b < block_count; ++b) {
       const core::KeyRange block_keys = core::kept_keys_of_rows(p.mask, blocks[b].row_begin, blocks[b].row_end, sq, sk);
       if (block_keys.end <= kb || block_keys.begin >= kb + n) continue;  // nothing kept: alpha 1, P 0
-      if (!packed) pack_tile(w, d, kb, n, n_pad, ws);
+      if (!packed) prepare_tile(w, d, kb, n, n_pad, next_tile_keys(kb + d.k_cols, keys.end, sk, d.k_cols), ws);
       packed = true;
       attend_block(w, d, blocks[b], kb, n, n_pad, ws, stats != nullptr);
     }
@@ -451,6 +492,15 @@ inline void zero_probs(const AttentionParams& p) {
                     p.seqlen_k * sizeof(float));
 }
 
+// The decode layout serves calls whose items all fit one vector of lanes,
+// with head dims in whole vectors; not the statistics pass (its dO^T
+// products are lane-major). tiles.rows is seqlen_q whenever seqlen_q x group
+// <= kW (choose_tile_shape never goes below a lane block), so the choice
+// does not depend on the thread count.
+inline bool decode_layout(const AttentionParams& p, const TileShape& tiles, bool stats) {
+  return !stats && tiles.rows * (p.heads_q / p.heads_kv) <= kW && p.head_dim % kW == 0 && p.head_dim_v % kW == 0;
+}
+
 inline TileShape tile_shape(const AttentionParams& p, const ExecConfig& exec) {
   return choose_tile_shape(p.head_dim, p.head_dim_v, p.seqlen_q, p.heads_q / p.heads_kv, p.batch * p.heads_kv,
                            exec.threads, kMaxBlockLanes);
@@ -467,7 +517,8 @@ inline std::int64_t workspace_bytes_of(const AttentionParams& p, const ExecConfi
 template <class Math>
 inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec, const RowStats* stats = nullptr) {
   const TileShape tiles = tile_shape(p, exec);
-  const ForwardDims dims = ForwardDims::of<Math>(p, tiles);
+  ForwardDims dims = ForwardDims::of<Math>(p, tiles);
+  dims.decode = decode_layout(p, tiles, stats != nullptr);
   const std::int64_t q_tiles = (p.seqlen_q + tiles.rows - 1) / tiles.rows;
   const std::int64_t batch_heads = p.batch * p.heads_kv;
   const std::int64_t splits = split_count(p, exec, tiles, q_tiles * batch_heads, stats != nullptr);

@@ -32,6 +32,7 @@ struct ForwardDims {
   std::int64_t d_pad;        // depth_steps * kPack
   std::int64_t dv_pad;       // head_dim_v rounded up to micro-kernel rows
   std::int64_t k_cols;       // keys per tile
+  bool decode = false;       // the decode layout (decode_kernel.inl): Q and O by rows, K and V unpacked
 
   template <class Math>
   static ForwardDims of(const AttentionParams& p, const TileShape& t) {
@@ -63,12 +64,15 @@ class Workspace {
     return static_cast<std::int64_t>(probe.carve(d, 0));
   }
 
-  Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack)
+  Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
   Elem* kp;                   // (k_cols, d_pad)    K, row by row
   Elem* vp;                   // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
   float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block
   Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
-  float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes)
+  float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
+  std::int64_t* k_at;         // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
+  std::int64_t* v_at;         // (2, k_cols) and in v
+  std::int64_t next_n = 0;    // keys of the next tile (decode prefetch)
   Elem* row;                  // (max(d_pad, dv_pad)) one converted input row
   float* out_row;             // (dv_pad) one output row before conversion
   float* row_max;             // (lanes_pad)
@@ -99,6 +103,8 @@ class Workspace {
     st = take<float>(at, d.k_cols * kMaxBlockLanes);
     pt = take<Elem>(at, d.k_cols * kMaxBlockLanes);
     ot = take<float>(at, d.lanes_pad * d.dv_pad);
+    k_at = take<std::int64_t>(at, 2 * d.k_cols);
+    v_at = take<std::int64_t>(at, 2 * d.k_cols);
     row = take<Elem>(at, std::max(d.d_pad, d.dv_pad));
     out_row = take<float>(at, d.dv_pad);
     row_max = take<float>(at, d.lanes_pad);

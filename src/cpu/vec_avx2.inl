@@ -63,6 +63,22 @@ struct Vec {
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
   }
+  // Lane i = the sum of v[i]'s lanes (pairs, 64-bit halves, then 128-bit halves).
+  static Reg transpose_sum(const Reg (&v)[kWidth]) {
+    Reg a[4], b[2];
+    for (int i = 0; i < 4; ++i) a[i] = add(_mm256_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm256_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 2; ++i) {
+      const __m256d x = _mm256_castps_pd(a[2 * i]), y = _mm256_castps_pd(a[2 * i + 1]);
+      b[i] = add(_mm256_castpd_ps(_mm256_unpacklo_pd(x, y)), _mm256_castpd_ps(_mm256_unpackhi_pd(x, y)));
+    }
+    return add(_mm256_permute2f128_ps(b[0], b[1], 0x20), _mm256_permute2f128_ps(b[0], b[1], 0x31));
+  }
+  // 8 bf16 / f16 values as floats (exact).
+  static Reg load_bf16(const std::uint16_t* p) {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+  static Reg load_f16(const std::uint16_t* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
   // exp(x) with ~1 ulp error (Cephes expf polynomial); exactly 0 below -87 and for -inf.
   static Reg exp(Reg x) {
     const Reg below = _mm256_cmp_ps(x, set1(-87.0f), _CMP_LT_OQ);

@@ -59,6 +59,27 @@ struct Vec {
   }
   static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
   static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
+  // Lane i = the sum of v[i]'s lanes: 16 horizontal sums in 45 shuffles and
+  // adds (pairs, then 64-bit halves, then 128-bit blocks twice).
+  static Reg transpose_sum(const Reg (&v)[kWidth]) {
+    Reg a[8], b[4], c[2];
+    for (int i = 0; i < 8; ++i) a[i] = add(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
+    for (int i = 0; i < 4; ++i) {
+      const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
+      b[i] = add(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
+    }
+    for (int i = 0; i < 2; ++i)
+      c[i] = add(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88), _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    return add(_mm512_shuffle_f32x4(c[0], c[1], 0x88), _mm512_shuffle_f32x4(c[0], c[1], 0xDD));
+  }
+  // 16 bf16 / f16 values as floats (exact).
+  static Reg load_bf16(const std::uint16_t* p) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16));
+  }
+  static Reg load_f16(const std::uint16_t* p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+  }
   // exp(x) with ~1 ulp error (Cephes expf polynomial, scalef for 2^n);
   // exactly 0 below -87 and for -inf.
   static Reg exp(Reg x) {

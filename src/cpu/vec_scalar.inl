@@ -37,6 +37,9 @@ struct Vec {
   }
   static float reduce_max(Reg x) { return x; }
   static float reduce_add(Reg x) { return x; }
+  static Reg transpose_sum(const Reg (&v)[kWidth]) { return v[0]; }
+  static Reg load_bf16(const std::uint16_t* p) { return to_float(bfloat16{*p}); }
+  static Reg load_f16(const std::uint16_t* p) { return to_float(float16{*p}); }
   static Reg exp(Reg x) { return std::exp(x); }
 };
 

@@ -93,6 +93,12 @@ std::vector<CacheCase> grid() {
       {.name = "head_dim_odd_f16", .dtype = DType::f16, .seqlen_q = 3, .heads = 6, .heads_kv = 3, .head_dim = 40,
        .cache_lens = {64, 2}, .seqlen_new = 2, .page_size = 16, .rotary = R::interleaved, .rotary_dim = 40,
        .causal = true},
+      // The decode layout (decode_kernel.inl) at its edges: 16 lanes, a head
+      // dim of 5 vectors (a half bf16 pair chunk), 1 lane (16 keys per sum).
+      {.name = "decode_layout_bf16_d80_16lanes", .dtype = DType::bf16, .seqlen_q = 2, .heads = 16, .heads_kv = 2,
+       .head_dim = 80, .cache_lens = {301, 6}, .page_size = 3, .causal = true},
+      {.name = "decode_layout_f16_d48_1lane", .dtype = DType::f16, .seqlen_q = 1, .heads = 3, .heads_kv = 3,
+       .head_dim = 48, .cache_lens = {133, 1}, .alibi = true, .softcap = 3.0f},
       {.name = "empty_cache_rows", .seqlen_q = 3, .heads = 2, .heads_kv = 2, .cache_lens = {0, 4}, .causal = true},
   };
 }

@@ -1,0 +1,187 @@
+// The decode micro-kernels: the forward's products for calls whose work
+// items hold at most one vector of query lanes (decoding: a few new query
+// rows x the query heads of one kv group). Included inside namespace
+// flashattn::cpu::<isa> after micro_kernel.inl.
+//
+// Layout ("dim-major"): head_dim lies in the vector lanes. The lane-major
+// micro-kernel would fill 4 of 16 lanes of a GQA-4 decode item and pack
+// every K/V element into a tile buffer first; here K and V rows are read
+// once, straight from the cache (converted on load), and every lane is work:
+//   S:  per (key, query lane) pair a vector of partial q.k sums; kW of them
+//       at a time become one vector of scores by Vec::transpose_sum, stored
+//       into the shared S^T layout (so the score hooks, the online softmax
+//       and dropout stay the tile loop's own);
+//   O:  O[lane] += P^T[j][lane] * V[j], V rows as vectors, blocked over
+//       lanes and head_dim chunks, the tile's sum merged as alpha O + sum.
+// The caller gives the rows as element offsets (core::key_offsets) into
+// the k and v tensors; no row past the tile's n keys is read.
+
+// The tile's key rows in the k and v tensors, and the next tile's (to
+// prefetch: decoding streams the cache from DRAM once).
+struct DecodeTile {
+  const void* k;
+  const void* v;
+  const std::int64_t* k_at;  // (n) element offsets of the tile's keys in k
+  const std::int64_t* v_at;  // (n) and in v
+  std::int64_t n;
+  const std::int64_t* next_k_at;  // (next_n) the next tile's
+  const std::int64_t* next_v_at;
+  std::int64_t next_n;            // 0: no next tile
+  std::int64_t element_bytes, k_row_bytes, v_row_bytes;
+};
+
+// prefetcht0 of one line. An asm statement, not __builtin_prefetch: GCC 12
+// marks a function whose only effect is that builtin pure and deletes its calls.
+inline void prefetch_line(const char* p) { asm volatile("prefetcht0 %0" : : "m"(*p)); }
+
+// Requests the next tile's K and V rows [j0, j1) into the caches, spread over the
+// score pass so the requests overlap this tile's arithmetic.
+inline void prefetch_next_rows(const DecodeTile& t, std::int64_t j0, std::int64_t j1) {
+  for (std::int64_t j = j0; j < std::min(j1, t.next_n); ++j) {
+    const char* k = static_cast<const char*>(t.k) + t.next_k_at[j] * t.element_bytes;
+    const char* v = static_cast<const char*>(t.v) + t.next_v_at[j] * t.element_bytes;
+    for (std::int64_t b = 0; b < t.k_row_bytes; b += 64) prefetch_line(k + b);
+    for (std::int64_t b = 0; b < t.v_row_bytes; b += 64) prefetch_line(v + b);
+  }
+}
+
+// kW values of dtype T at element `at` of `base`, as floats.
+template <DType T>
+inline Vec::Reg load_as_f32(const void* base, std::int64_t at) {
+  if constexpr (T == DType::f32) {
+    return Vec::load(static_cast<const float*>(base) + at);
+  } else if constexpr (T == DType::bf16) {
+    return Vec::load_bf16(static_cast<const std::uint16_t*>(base) + at);
+  } else {
+    return Vec::load_f16(static_cast<const std::uint16_t*>(base) + at);
+  }
+}
+
+// Calls f.template operator()<T>() for the runtime dtype.
+template <class F>
+inline void with_dtype(DType dtype, F&& f) {
+  switch (dtype) {
+    case DType::f32: return f.template operator()<DType::f32>();
+    case DType::bf16: return f.template operator()<DType::bf16>();
+    default: return f.template operator()<DType::f16>();
+  }
+}
+
+// Calls f.template operator()<Lanes>() with Lanes the power of two >= lanes
+// (lanes <= kW): the item's lanes as the kernels block them.
+template <int Lanes = 1, class F>
+inline void with_lanes(std::int64_t lanes, F&& f) {
+  if constexpr (Lanes < kW) {
+    if (lanes > Lanes) return with_lanes<2 * Lanes>(lanes, f);
+  }
+  f.template operator()<Lanes>();
+}
+
+// Calls f.template operator()<T, Lanes>() with the kernel variant of a
+// call: its dtype (F32Math converts any on load; Bf16DotMath is bf16 only)
+// and the item's lanes rounded up to a power of two.
+template <class Math, class F>
+inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
+  with_lanes(lanes, [&]<int Lanes>() {
+    if constexpr (std::is_same_v<Math, F32Math>) {
+      with_dtype(dtype, [&]<DType T>() { f.template operator()<T, Lanes>(); });
+    } else {
+      f.template operator()<DType::bf16, Lanes>();
+    }
+  });
+}
+
+// Blocking of the values products: kDecodeLanes x kDecodeChunks accumulators.
+constexpr int kDecodeLanes = kW >= 16 ? 4 : 2;
+constexpr int kDecodeChunks = 4;
+
+// Calls f.template operator()<Chunks>() for chunks in [1, kDecodeChunks].
+template <int Chunks = kDecodeChunks, class F>
+inline void with_chunks(std::int64_t chunks, F&& f) {
+  if constexpr (Chunks > 1) {
+    if (chunks < Chunks) return with_chunks<Chunks - 1>(chunks, f);
+  }
+  f.template operator()<Chunks>();
+}
+
+// The kW scores of keys [j0, j0 + kW / Lanes) x lanes [0, Lanes) (key-major
+// in s) into their S^T rows; rows at or past n are not stored.
+template <int Lanes>
+inline void store_decode_scores(Vec::Reg s, std::int64_t j0, std::int64_t n, float* st) {
+  alignas(64) float lanes[kW];
+  Vec::store(lanes, s);
+  for (int r = 0; r < kW / Lanes && j0 + r < n; ++r)
+    std::memcpy(st + (j0 + r) * kW, lanes + r * Lanes, Lanes * sizeof(float));
+}
+
+// o = alpha o + acc over a block of lanes x chunks (o rows of o_row floats).
+template <int Lanes, int Chunks>
+inline void merge_decode_block(const Vec::Reg (&acc)[Lanes][Chunks], const float* alpha, float* o,
+                               std::int64_t o_row) {
+  for (int l = 0; l < Lanes; ++l) {
+    const Vec::Reg a = Vec::set1(alpha[l]);
+    for (int c = 0; c < Chunks; ++c) {
+      float* dst = o + l * o_row + c * kW;
+      Vec::store(dst, Vec::fmadd(a, Vec::load(dst), acc[l][c]));
+    }
+  }
+}
+
+// The decode products of the fp32 math path (F32Math): FMA on floats.
+template <class Math>
+struct DecodeKernel {
+  static_assert(std::is_same_v<Math, F32Math>, "other math paths specialise DecodeKernel");
+  // S^T rows [0, n) of the tile, lanes [0, Lanes): st[j * kW + lane] =
+  // scale * q[lane] . k[j]. q: (Lanes, head_dim) rows of q_row floats;
+  // head_dim is a multiple of kW.
+  template <DType T, int Lanes>
+  static void scores(const DecodeTile& t, const float* q, std::int64_t q_row, std::int64_t head_dim, float scale,
+                     float* st) {
+    constexpr int kKeys = kW / Lanes;  // keys per transpose_sum
+    for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
+      prefetch_next_rows(t, j0, j0 + kKeys);
+      const std::int64_t* at = t.k_at + j0;
+      std::int64_t rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
+      for (int r = 0; r < kKeys; ++r) rows[r] = at[std::min<std::int64_t>(r, t.n - 1 - j0)];
+      Vec::Reg acc[kW];
+      for (int i = 0; i < kW; ++i) acc[i] = Vec::zero();
+      for (std::int64_t c = 0; c < head_dim; c += kW) {
+        Vec::Reg k[kKeys];
+        for (int r = 0; r < kKeys; ++r) k[r] = load_as_f32<T>(t.k, rows[r] + c);
+        for (int l = 0; l < Lanes; ++l) {
+          const Vec::Reg ql = Vec::load(q + l * q_row + c);
+          for (int r = 0; r < kKeys; ++r) acc[r * Lanes + l] = Vec::fmadd(k[r], ql, acc[r * Lanes + l]);
+        }
+      }
+      store_decode_scores<Lanes>(Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)), j0, t.n, st);
+    }
+  }
+
+  // o[lane] = alpha[lane] o[lane] + sum_j pt[j * kW + lane] V[j] for the
+  // lanes [0, Lanes); o: (Lanes, head_dim_v) rows of o_row floats;
+  // head_dim_v is a multiple of kW.
+  template <DType T, int Lanes>
+  static void values(const DecodeTile& t, const float* pt, const float* alpha, std::int64_t head_dim_v, float* o,
+                     std::int64_t o_row) {
+    constexpr int kLanes = Lanes < kDecodeLanes ? Lanes : kDecodeLanes;
+    for (int l0 = 0; l0 < Lanes; l0 += kLanes) {
+      for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
+        const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
+        with_chunks(chunks, [&]<int Chunks>() {
+          Vec::Reg acc[kLanes][Chunks];
+          for (int l = 0; l < kLanes; ++l)
+            for (int c = 0; c < Chunks; ++c) acc[l][c] = Vec::zero();
+          for (std::int64_t j = 0; j < t.n; ++j) {
+            Vec::Reg v[Chunks];
+            for (int c = 0; c < Chunks; ++c) v[c] = load_as_f32<T>(t.v, t.v_at[j] + c0 + c * kW);
+            for (int l = 0; l < kLanes; ++l) {
+              const Vec::Reg p = Vec::set1(pt[j * kW + l0 + l]);
+              for (int c = 0; c < Chunks; ++c) acc[l][c] = Vec::fmadd(p, v[c], acc[l][c]);
+            }
+          }
+          merge_decode_block<kLanes, Chunks>(acc, alpha + l0, o + l0 * o_row + c0, o_row);
+        });
+      }
+    }
+  }
+};
