@@ -17,8 +17,9 @@ struct DecodeKernel<Bf16DotMath> {
                      float scale, float* st) {
     constexpr int kKeys = kW / Lanes;
     const auto* k = static_cast<const std::uint16_t*>(t.k);
+    const std::int64_t per_group = t.next_per_group(kKeys);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
-      prefetch_next_rows(t, j0, j0 + kKeys);
+      prefetch_next_rows(t, j0 / kKeys, per_group);
       const std::uint16_t* rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
       for (int r = 0; r < kKeys; ++r) rows[r] = k + t.k_at[j0 + std::min<std::int64_t>(r, t.n - 1 - j0)];
       Vec::Reg acc[kW];

@@ -19,29 +19,40 @@
 // The tile's key rows in the k and v tensors, and the next tile's (to
 // prefetch: decoding streams the cache from DRAM once).
 struct DecodeTile {
-  const void* k;
+  const void* k;             // k and v, moved to the block's kv head
   const void* v;
-  const std::int64_t* k_at;  // (n) element offsets of the tile's keys in k
+  const std::int64_t* k_at;  // (n) element offsets of the tile's keys in k (the item's first kv head)
   const std::int64_t* v_at;  // (n) and in v
   std::int64_t n;
-  const std::int64_t* next_k_at;  // (next_n) the next tile's
+  // Prefetch: keys [next_begin, next_end) of the next tile, each the span
+  // of all the item's kv heads from k_first + next_k_at[j] (and v).
+  const std::int64_t* next_k_at;
   const std::int64_t* next_v_at;
-  std::int64_t next_n;            // 0: no next tile
-  std::int64_t element_bytes, k_row_bytes, v_row_bytes;
+  std::int64_t next_begin, next_end;
+  const char* k_first;
+  const char* v_first;
+  std::int64_t element_bytes, k_span_bytes, v_span_bytes;
+  // Keys to prefetch per key group of `keys` (a power of two): the share over the tile's groups.
+  std::int64_t next_per_group(int keys) const {
+    const std::int64_t groups = (n + keys - 1) / keys;
+    return (next_end - next_begin + groups - 1) / groups;
+  }
 };
 
 // prefetcht0 of one line. An asm statement, not __builtin_prefetch: GCC 12
 // marks a function whose only effect is that builtin pure and deletes its calls.
 inline void prefetch_line(const char* p) { asm volatile("prefetcht0 %0" : : "m"(*p)); }
 
-// Requests the next tile's K and V rows [j0, j1) into the caches, spread over the
-// score pass so the requests overlap this tile's arithmetic.
-inline void prefetch_next_rows(const DecodeTile& t, std::int64_t j0, std::int64_t j1) {
-  for (std::int64_t j = j0; j < std::min(j1, t.next_n); ++j) {
-    const char* k = static_cast<const char*>(t.k) + t.next_k_at[j] * t.element_bytes;
-    const char* v = static_cast<const char*>(t.v) + t.next_v_at[j] * t.element_bytes;
-    for (std::int64_t b = 0; b < t.k_row_bytes; b += 64) prefetch_line(k + b);
-    for (std::int64_t b = 0; b < t.v_row_bytes; b += 64) prefetch_line(v + b);
+// Requests the block's share of the next tile, per_group keys for key
+// group `group` of its score pass (next_per_group): the requests overlap this
+// tile's arithmetic and walk the cache rows in address order.
+inline void prefetch_next_rows(const DecodeTile& t, std::int64_t group, std::int64_t per_group) {
+  const std::int64_t from = t.next_begin + group * per_group;
+  for (std::int64_t j = from; j < std::min(from + per_group, t.next_end); ++j) {
+    const char* k = t.k_first + t.next_k_at[j] * t.element_bytes;
+    const char* v = t.v_first + t.next_v_at[j] * t.element_bytes;
+    for (std::int64_t b = 0; b < t.k_span_bytes; b += 64) prefetch_line(k + b);
+    for (std::int64_t b = 0; b < t.v_span_bytes; b += 64) prefetch_line(v + b);
   }
 }
 
@@ -138,8 +149,9 @@ struct DecodeKernel {
   static void scores(const DecodeTile& t, const float* q, std::int64_t q_row, std::int64_t head_dim, float scale,
                      float* st) {
     constexpr int kKeys = kW / Lanes;  // keys per transpose_sum
+    const std::int64_t per_group = t.next_per_group(kKeys);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
-      prefetch_next_rows(t, j0, j0 + kKeys);
+      prefetch_next_rows(t, j0 / kKeys, per_group);
       const std::int64_t* at = t.k_at + j0;
       std::int64_t rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
       for (int r = 0; r < kKeys; ++r) rows[r] = at[std::min<std::int64_t>(r, t.n - 1 - j0)];

@@ -28,7 +28,13 @@ struct WorkItem {
   std::int64_t row_begin, rows;
   std::int64_t split = 0;                    // which key chunk, of partials->splits
   const SplitPartials* partials = nullptr;   // null: one chunk, results go to out / lse
-  std::int64_t lanes() const { return rows * group; }
+  // Decode layout: kv heads [hk, hk + kv_heads) in one item (one lane block
+  // of kW lanes each), so that a thread streams contiguous cache rows.
+  bool decode = false;
+  std::int64_t kv_heads = 1;
+  std::int64_t lanes() const { return rows * group; }  // per kv head
+  // Lane slots of the item: lanes() per kv head, or kW per kv head (decode).
+  std::int64_t lane_slots() const { return decode ? kv_heads * kW : lanes(); }
 };
 
 inline const void* element_at(const void* base, DType dtype, std::int64_t offset) {
@@ -39,6 +45,11 @@ inline const void* element_at(const void* base, DType dtype, std::int64_t offset
 // even as possible (a 4-vector item runs as 2 + 2, not 3 + 1); returns how
 // many. Shared by the forward and the backward.
 inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
+  if (w.decode) {  // one block per kv head
+    for (std::int64_t n = 0; n < w.kv_heads; ++n)
+      blocks[n] = LaneBlock{n * kW, 1, w.row_begin, w.row_begin + w.rows, n};
+    return w.kv_heads;
+  }
   const std::int64_t vectors = (w.lanes() + kW - 1) / kW;
   const std::int64_t count = (vectors + Vec::kMaxCols - 1) / Vec::kMaxCols;
   std::int64_t lane = 0;
@@ -61,7 +72,8 @@ inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
 template <class LaneWorkspace>
 inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
   const AttentionParams& p = *w.p;
-  if (lane >= w.lanes()) {
+  const std::int64_t slot = w.decode ? lane / kW : 0, k = w.decode ? lane % kW : lane;  // kv head slot, lane in it
+  if (k >= w.lanes() || slot >= w.kv_heads) {
     ws.lane_row[lane] = -1;
     ws.lane_head[lane] = 0;
     ws.keep_begin[lane] = ws.keep_end[lane] = 0;
@@ -69,7 +81,7 @@ inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
     ws.drop_row[lane] = ws.drop_stream[lane] = 0;
     return false;
   }
-  const std::int64_t i = w.row_begin + lane / w.group, h = w.hk * w.group + lane % w.group;
+  const std::int64_t i = w.row_begin + k / w.group, h = (w.hk + slot) * w.group + k % w.group;
   const core::KeyRange keep = core::kept_keys(p.mask, i, w.seq.seqlen_q, w.seq.seqlen_k);
   ws.lane_row[lane] = i;
   ws.lane_head[lane] = h;
@@ -108,7 +120,7 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
         std::memcpy(qt + (s * width + k) * Math::kPack, ws.row + s * Math::kPack, Math::kPack * sizeof(*ws.row));
     }
   }
-  std::memset(ws.ot, 0, round_up(w.lanes(), kW) * d.dv_pad * sizeof(float));
+  std::memset(ws.ot, 0, round_up(w.lane_slots(), kW) * d.dv_pad * sizeof(float));
   // The decode scores fill only the item's lanes of S^T: the others stay finite.
   if (d.decode) std::memset(ws.st, 0, d.k_cols * kW * sizeof(float));
 }
@@ -136,11 +148,30 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
 
+// The decode kernels' view of the tile for the block's kv head. The item's
+// blocks share the prefetch of the next tile: block m of M requests its
+// share of the next tile's keys, each as the rows of all the item's kv heads.
 template <class Math>
-inline DecodeTile decode_tile(const AttentionParams& p, const ForwardDims& d, std::int64_t n, const Workspace<Math>& ws) {
-  const std::int64_t bytes = dtype_size(p.dtype);
-  return DecodeTile{p.k,       p.v,   ws.k_at, ws.v_at, n, ws.k_at + d.k_cols, ws.v_at + d.k_cols, ws.next_n,
-                    bytes, p.head_dim * bytes, p.head_dim_v * bytes};
+inline DecodeTile decode_tile(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t n,
+                              const Workspace<Math>& ws) {
+  const AttentionParams& p = *w.p;
+  const std::int64_t bytes = dtype_size(p.dtype), last = w.kv_heads - 1;
+  DecodeTile t;
+  t.k = static_cast<const char*>(p.k) + block.kv_head * p.k_stride.head * bytes;
+  t.v = static_cast<const char*>(p.v) + block.kv_head * p.v_stride.head * bytes;
+  t.k_at = ws.k_at;
+  t.v_at = ws.v_at;
+  t.n = n;
+  t.next_k_at = ws.k_at + d.k_cols;
+  t.next_v_at = ws.v_at + d.k_cols;
+  t.next_begin = ws.next_n * block.kv_head / w.kv_heads;
+  t.next_end = ws.next_n * (block.kv_head + 1) / w.kv_heads;
+  t.element_bytes = bytes;
+  t.k_span_bytes = (last * p.k_stride.head + p.head_dim) * bytes;
+  t.v_span_bytes = (last * p.v_stride.head + p.head_dim_v) * bytes;
+  t.k_first = static_cast<const char*>(p.k);
+  t.v_first = static_cast<const char*>(p.v);
+  return t;
 }
 
 // Per-lane inputs of the score hooks for a tile of keys [key_begin,
@@ -206,8 +237,8 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
   // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
   if (d.decode) {
     with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
-      DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(p, d, n, ws), ws.qt, d.d_pad,
-                                                    p.head_dim, p.softmax_scale, ws.st);
+      DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(w, d, block, n, ws), ws.qt + first * d.d_pad,
+                                                    d.d_pad, p.head_dim, p.softmax_scale, ws.st);
     });
   } else {
     with_cols(block.cols, [&]<int Cols>() {
@@ -370,8 +401,8 @@ inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBloc
   const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
   if (d.decode) {
     return with_decode_variant<Math>(w.p->dtype, w.lanes(), [&]<DType T, int Lanes>() {
-      DecodeKernel<Math>::template values<T, Lanes>(decode_tile(*w.p, d, n, ws), pt, ws.alpha,
-                                                    w.p->head_dim_v, ws.ot, d.dv_pad);
+      DecodeKernel<Math>::template values<T, Lanes>(decode_tile(w, d, block, n, ws), pt, ws.alpha,
+                                                    w.p->head_dim_v, ws.ot + block.first_lane * d.dv_pad, d.dv_pad);
     });
   }
   with_cols(block.cols, [&]<int Cols>() {
@@ -506,9 +537,21 @@ inline TileShape tile_shape(const AttentionParams& p, const ExecConfig& exec) {
                            exec.threads, kMaxBlockLanes);
 }
 
+// The call's sizes, its layout and (decode) kv heads per item.
+template <class Math>
+inline ForwardDims forward_dims(const AttentionParams& p, const TileShape& tiles, bool stats) {
+  ForwardDims d = ForwardDims::of<Math>(p, tiles);
+  d.decode = decode_layout(p, tiles, stats);
+  if (d.decode) {
+    d.kv_heads = std::min<std::int64_t>(p.heads_kv, kDecodeKvHeads);
+    d.lanes_pad = d.kv_heads * kW;
+  }
+  return d;
+}
+
 template <class Math>
 inline std::int64_t workspace_bytes_of(const AttentionParams& p, const ExecConfig& exec) {
-  return Workspace<Math>::bytes(ForwardDims::of<Math>(p, tile_shape(p, exec))) * exec.threads;
+  return Workspace<Math>::bytes(forward_dims<Math>(p, tile_shape(p, exec), false)) * exec.threads;
 }
 
 // Work items run heaviest first (the last query tiles see the most keys under
@@ -517,10 +560,10 @@ inline std::int64_t workspace_bytes_of(const AttentionParams& p, const ExecConfi
 template <class Math>
 inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec, const RowStats* stats = nullptr) {
   const TileShape tiles = tile_shape(p, exec);
-  ForwardDims dims = ForwardDims::of<Math>(p, tiles);
-  dims.decode = decode_layout(p, tiles, stats != nullptr);
+  const ForwardDims dims = forward_dims<Math>(p, tiles, stats != nullptr);
   const std::int64_t q_tiles = (p.seqlen_q + tiles.rows - 1) / tiles.rows;
-  const std::int64_t batch_heads = p.batch * p.heads_kv;
+  const std::int64_t kv_groups = (p.heads_kv + dims.kv_heads - 1) / dims.kv_heads;  // of the items' kv heads
+  const std::int64_t batch_heads = p.batch * kv_groups;
   const std::int64_t splits = split_count(p, exec, tiles, q_tiles * batch_heads, stats != nullptr);
   const std::int64_t per_tile = batch_heads * splits;
   const std::int64_t items = q_tiles * per_tile;
@@ -534,8 +577,10 @@ inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec, 
       const std::int64_t tile = q_tiles - 1 - item / per_tile, bh = item % per_tile / splits;
       WorkItem w;
       w.p = &p;
-      w.b = bh / p.heads_kv;
-      w.hk = bh % p.heads_kv;
+      w.b = bh / kv_groups;
+      w.hk = bh % kv_groups * dims.kv_heads;
+      w.decode = dims.decode;
+      w.kv_heads = std::min(dims.kv_heads, p.heads_kv - w.hk);
       w.split = item % splits;
       w.partials = partials.get();
       w.group = p.heads_q / p.heads_kv;

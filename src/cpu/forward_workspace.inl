@@ -23,6 +23,7 @@ struct LaneBlock {
   std::int64_t first_lane = 0;
   int cols = 0;
   std::int64_t row_begin = 0, row_end = 0;
+  std::int64_t kv_head = 0;  // decode: the block's kv head, relative to the item's first
 };
 
 // Sizes of everything a work item needs, in elements.
@@ -33,6 +34,7 @@ struct ForwardDims {
   std::int64_t dv_pad;       // head_dim_v rounded up to micro-kernel rows
   std::int64_t k_cols;       // keys per tile
   bool decode = false;       // the decode layout (decode_kernel.inl): Q and O by rows, K and V unpacked
+  std::int64_t kv_heads = 1;  // kv heads per work item (decode: up to kDecodeKvHeads)
 
   template <class Math>
   static ForwardDims of(const AttentionParams& p, const TileShape& t) {

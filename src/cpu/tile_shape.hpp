@@ -38,6 +38,12 @@ inline TileShape choose_tile_shape(std::int64_t head_dim, std::int64_t head_dim_
   return t;
 }
 
+// Decode layout: kv heads per work item. One item streams the cache rows
+// of several kv heads (contiguous in a (keys, kv heads, dim) cache) instead
+// of one head's rows at a stride; 8 keeps Q and O of an item (kW lanes per
+// head) within ~128 KiB at head_dim 256.
+inline constexpr std::int64_t kDecodeKvHeads = 8;
+
 // Split-KV: how many key chunks each work item is cut into (chunks run as
 // separate items, merged at the end). Splitting pays only when there are too
 // few items to keep every thread busy (decoding: one query row per sequence,
