@@ -10,6 +10,7 @@
 
 #include "cpu/forward_includes.hpp"
 #include "flashattn/runtime.hpp"
+#include "support/cpu_runs.hpp"
 
 FLASHATTN_ISA_BEGIN(FLASHATTN_TARGET_AVX2)
 namespace flashattn::test_vec::avx2 {
@@ -32,11 +33,7 @@ FLASHATTN_ISA_END
 namespace flashattn {
 namespace {
 
-bool runs(Isa isa) {
-  for (Isa s : supported_isas())
-    if (s == isa) return true;
-  return false;
-}
+using testing::cpu_runs;
 
 // Edge values plus random bit patterns (every exponent, NaNs included),
 // an odd count so the scalar tails run too.
@@ -72,12 +69,12 @@ void expect_bit_identical(StoreFn store) {
 }
 
 TEST(VecStore, Avx2MatchesScalarConversions) {
-  if (!runs(Isa::avx2)) GTEST_SKIP() << "CPU lacks avx2";
+  if (!cpu_runs(Isa::avx2)) GTEST_SKIP() << "CPU lacks avx2";
   expect_bit_identical(test_vec::avx2::store);
 }
 
 TEST(VecStore, Avx512MatchesScalarConversions) {
-  if (!runs(Isa::avx512)) GTEST_SKIP() << "CPU lacks avx512";
+  if (!cpu_runs(Isa::avx512)) GTEST_SKIP() << "CPU lacks avx512";
   expect_bit_identical(test_vec::avx512::store);
 }
 
