@@ -48,7 +48,7 @@ struct DecodeKernel<Bf16DotMath> {
     for (int l0 = 0; l0 < Lanes; l0 += kLanes) {
       for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
         const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
-        with_chunks(chunks, [&]<int Chunks>() {
+        with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
           Vec::Reg acc[kLanes][Chunks];
           for (int l = 0; l < kLanes; ++l)
             for (int c = 0; c < Chunks; ++c) acc[l][c] = Vec::zero();

@@ -106,15 +106,6 @@ inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
 constexpr int kDecodeLanes = kW >= 16 ? 4 : 2;
 constexpr int kDecodeChunks = 4;
 
-// Calls f.template operator()<Chunks>() for chunks in [1, kDecodeChunks].
-template <int Chunks = kDecodeChunks, class F>
-inline void with_chunks(std::int64_t chunks, F&& f) {
-  if constexpr (Chunks > 1) {
-    if (chunks < Chunks) return with_chunks<Chunks - 1>(chunks, f);
-  }
-  f.template operator()<Chunks>();
-}
-
 // The kW scores of keys [j0, j0 + kW / Lanes) x lanes [0, Lanes) (key-major
 // in s) into their S^T rows; rows at or past n are not stored.
 template <int Lanes>
@@ -179,7 +170,7 @@ struct DecodeKernel {
     for (int l0 = 0; l0 < Lanes; l0 += kLanes) {
       for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
         const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
-        with_chunks(chunks, [&]<int Chunks>() {
+        with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
           Vec::Reg acc[kLanes][Chunks];
           for (int l = 0; l < kLanes; ++l)
             for (int c = 0; c < Chunks; ++c) acc[l][c] = Vec::zero();

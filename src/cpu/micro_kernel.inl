@@ -117,7 +117,8 @@ inline void add_product(std::int64_t rows, std::int64_t depth, const typename Ma
   }
 }
 
-// Calls f.template operator()<Cols>() for a runtime cols in [1, kMaxCols].
+// Calls f.template operator()<Cols>() for a runtime cols in [1, the first
+// template argument] (default: the micro-kernel's kMaxCols vectors).
 template <int Cols = Vec::kMaxCols, class F>
 inline void with_cols(int cols, F&& f) {
   if constexpr (Cols > 1) {

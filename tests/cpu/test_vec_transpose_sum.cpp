@@ -17,13 +17,7 @@ namespace flashattn::test_vec_sum::avx2 {
 namespace {
 #include "cpu/vec_avx2.inl"
 }  // namespace
-constexpr int kWidth = Vec::kWidth;
-// in: kWidth vectors of kWidth floats, row after row; out: kWidth floats.
-void transpose_sum(const float* in, float* out) {
-  Vec::Reg v[Vec::kWidth];
-  for (int i = 0; i < Vec::kWidth; ++i) v[i] = Vec::load(in + i * Vec::kWidth);
-  Vec::store(out, Vec::transpose_sum(v));
-}
+#include "cpu/transpose_sum_probe.inl"
 }  // namespace flashattn::test_vec_sum::avx2
 FLASHATTN_ISA_END
 
@@ -32,12 +26,7 @@ namespace flashattn::test_vec_sum::avx512 {
 namespace {
 #include "cpu/vec_avx512.inl"
 }  // namespace
-constexpr int kWidth = Vec::kWidth;
-void transpose_sum(const float* in, float* out) {
-  Vec::Reg v[Vec::kWidth];
-  for (int i = 0; i < Vec::kWidth; ++i) v[i] = Vec::load(in + i * Vec::kWidth);
-  Vec::store(out, Vec::transpose_sum(v));
-}
+#include "cpu/transpose_sum_probe.inl"
 }  // namespace flashattn::test_vec_sum::avx512
 FLASHATTN_ISA_END
 
