@@ -2,7 +2,10 @@
 // and how long it is: the one place that maps a key index to memory.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <numeric>
+#include <vector>
 
 #include "flashattn/params.hpp"
 
@@ -38,6 +41,22 @@ inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) 
     e.k_start = 0;  // varlen over pages: every sequence starts at its first page
   }
   return e;
+}
+
+// The batch's sequences longest first (by seqlen_q x seqlen_k, ties in
+// batch order): work handed out in this order ends on the shortest
+// sequences, so unequal lengths (varlen, cache_seqlens) leave the threads
+// less idle time at the end. Equal lengths: 0, 1, 2, ...
+inline std::vector<std::int64_t> longest_first(const AttentionParams& p) {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(std::max<std::int64_t>(p.batch, 0)));
+  std::iota(order.begin(), order.end(), std::int64_t{0});
+  std::vector<std::int64_t> weight(order.size());
+  for (std::int64_t b : order) {
+    const SequenceExtent e = sequence_extent(p, b);
+    weight[b] = e.seqlen_q * e.seqlen_k;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return weight[a] > weight[b]; });
+  return order;
 }
 
 // Element offset of (batch b, row, head h) in a (batch, seqlen, heads, dim) tensor.

@@ -12,6 +12,7 @@
 #include <limits>
 #include <new>
 #include <type_traits>
+#include <vector>
 
 #include "core/dropout.hpp"
 #include "core/mask.hpp"

@@ -1,6 +1,7 @@
 // Key addressing (src/core/sequence.hpp): key_offsets, the kernels' one
 // division per tile, equals key_offset key by key for contiguous, cache-
-// indexed, left-padded and paged sequences, across page boundaries.
+// indexed, left-padded and paged sequences, across page boundaries; and
+// longest_first, the order the forward hands out sequences in.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -42,6 +43,30 @@ TEST(KeyOffsets, PagedAcrossPageBoundaries) {
     e.page_size = page_size;
     expect_offsets_match(s, e, std::min<std::int64_t>(37 * page_size, 100));
   }
+}
+
+TEST(LongestFirst, EqualLengthsKeepBatchOrder) {
+  AttentionParams p;
+  p.batch = 5, p.seqlen_q = 7, p.seqlen_k = 300;
+  EXPECT_EQ(core::longest_first(p), (std::vector<std::int64_t>{0, 1, 2, 3, 4}));
+}
+
+TEST(LongestFirst, VarlenByQueryTimesKeysTiesInBatchOrder) {
+  // (sq, sk): (2, 10) = 20, (1, 50) = 50, (5, 4) = 20, (3, 30) = 90, (0, 99) = 0
+  const std::vector<std::int32_t> cu_q{0, 2, 3, 8, 11, 11}, cu_k{0, 10, 60, 64, 94, 193};
+  AttentionParams p;
+  p.batch = 5, p.seqlen_q = 5, p.seqlen_k = 99;
+  p.cu_seqlens_q = cu_q.data(), p.cu_seqlens_k = cu_k.data();
+  EXPECT_EQ(core::longest_first(p), (std::vector<std::int64_t>{3, 1, 0, 2, 4}));
+}
+
+TEST(LongestFirst, CacheLengthsFromSequsedK) {
+  // Decoding: one query per sequence against cache_seqlens keys.
+  const std::vector<std::int32_t> used{1024, 4096, 1, 4096, 2000};
+  AttentionParams p;
+  p.batch = 5, p.seqlen_q = 1, p.seqlen_k = 4096;
+  p.seqused_k = used.data();
+  EXPECT_EQ(core::longest_first(p), (std::vector<std::int64_t>{1, 3, 4, 0, 2}));
 }
 
 }  // namespace
