@@ -555,13 +555,14 @@ inline std::int64_t workspace_bytes_of(const AttentionParams& p, const ExecConfi
 }
 
 // Work items are handed out dynamically, one (batch, kv head) after another,
-// sequences longest first (core::longest_first), so that both threads
-// stream the same K and V while they stay in L3 (tile
-// order, which moved every head's K and V through L3 between two uses of one,
-// read them from DRAM: ~8% slower at H16 S2048 f32). Within a head the
-// heaviest query tiles run first (under a bottom-right causal mask the last
-// tiles see the most keys), so the call ends on the lightest items. With
-// `stats`, the statistics-only pass (RowStats) instead of the forward.
+// sequences longest first (core::longest_first). Both threads then stream
+// the same K and V while they stay in L3; tile order (every head's tile t,
+// then every head's tile t-1) moved all heads' K and V through L3 between
+// two uses of one and read them from DRAM (~8% slower at H16 S2048 f32).
+// Within a head the heaviest query tiles run first (under a bottom-right
+// causal mask the last tiles see the most keys), so the call ends on the
+// lightest items. With `stats`, the statistics-only pass (RowStats)
+// instead of the forward.
 template <class Math>
 inline void run_forward_tiles(const AttentionParams& p, const ExecConfig& exec, const RowStats* stats = nullptr) {
   const TileShape tiles = tile_shape(p, exec);
