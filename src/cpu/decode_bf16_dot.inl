@@ -17,9 +17,8 @@ struct DecodeKernel<Bf16DotMath> {
                      float scale, float* st) {
     constexpr int kKeys = kW / Lanes;
     const auto* k = static_cast<const std::uint16_t*>(t.k);
-    const std::int64_t per_group = t.next_per_group(kKeys);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
-      prefetch_next_rows(t, j0 / kKeys, per_group);
+      for (std::int64_t j = j0; j < std::min(j0 + kKeys, t.n); ++j) prefetch_value_row(t, j);
       const std::uint16_t* rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
       for (int r = 0; r < kKeys; ++r) rows[r] = k + t.k_at[j0 + std::min<std::int64_t>(r, t.n - 1 - j0)];
       Vec::Reg acc[kW];
@@ -62,8 +61,13 @@ struct DecodeKernel<Bf16DotMath> {
               for (int c = 0; c < Chunks; ++c) acc[l][c] = dot(acc[l][c], pp, pairs[c]);
             }
           };
+          const bool prefetch = l0 == 0 && c0 == 0;
           std::int64_t j = 0;
-          for (; j + 1 < t.n; j += 2) add_pair(j, v + t.v_at[j] + c0, v + t.v_at[j + 1] + c0);
+          for (; j + 1 < t.n; j += 2) {
+            if (prefetch) prefetch_next_key_row(t, j), prefetch_next_key_row(t, j + 1);
+            add_pair(j, v + t.v_at[j] + c0, v + t.v_at[j + 1] + c0);
+          }
+          if (prefetch && j < t.n) prefetch_next_key_row(t, j);
           if (j < t.n) add_pair(j, v + t.v_at[j] + c0, nullptr);
           merge_decode_block<kLanes, Chunks>(acc, alpha + l0, o + l0 * o_row + c0, o_row);
         });

@@ -137,7 +137,6 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
   core::key_offsets(p.v_stride, w.seq, key_begin, n, w.hk, ws.v_at);
   if (d.decode) {
     core::key_offsets(p.k_stride, w.seq, key_begin + d.k_cols, next_n, w.hk, ws.k_at + d.k_cols);
-    core::key_offsets(p.v_stride, w.seq, key_begin + d.k_cols, next_n, w.hk, ws.v_at + d.k_cols);
     ws.next_n = next_n;
     return;
   }
@@ -148,29 +147,28 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
 
-// The decode kernels' view of the tile for the block's kv head. The item's
-// blocks share the prefetch of the next tile: block m of M requests its
-// share of the next tile's keys, each as the rows of all the item's kv heads.
+// The decode kernels' view of the tile for the block's kv head, with the K
+// rows its values pass requests: the next block's, or after the item's last
+// kv head the next tile's rows of its first.
 template <class Math>
 inline DecodeTile decode_tile(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t n,
                               const Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
-  const std::int64_t bytes = dtype_size(p.dtype), last = w.kv_heads - 1;
+  const std::int64_t bytes = dtype_size(p.dtype);
+  const char* k = static_cast<const char*>(p.k);
   DecodeTile t;
-  t.k = static_cast<const char*>(p.k) + block.kv_head * p.k_stride.head * bytes;
+  t.k = k + block.kv_head * p.k_stride.head * bytes;
   t.v = static_cast<const char*>(p.v) + block.kv_head * p.v_stride.head * bytes;
   t.k_at = ws.k_at;
   t.v_at = ws.v_at;
   t.n = n;
-  t.next_k_at = ws.k_at + d.k_cols;
-  t.next_v_at = ws.v_at + d.k_cols;
-  t.next_begin = ws.next_n * block.kv_head / w.kv_heads;
-  t.next_end = ws.next_n * (block.kv_head + 1) / w.kv_heads;
+  t.k_row_bytes = p.head_dim * bytes;
+  t.v_row_bytes = p.head_dim_v * bytes;
   t.element_bytes = bytes;
-  t.k_span_bytes = (last * p.k_stride.head + p.head_dim) * bytes;
-  t.v_span_bytes = (last * p.v_stride.head + p.head_dim_v) * bytes;
-  t.k_first = static_cast<const char*>(p.k);
-  t.v_first = static_cast<const char*>(p.v);
+  const bool last = block.kv_head + 1 == w.kv_heads;
+  t.next_k = last ? k : k + (block.kv_head + 1) * p.k_stride.head * bytes;
+  t.next_k_at = last ? ws.k_at + d.k_cols : ws.k_at;
+  t.next_n = last ? ws.next_n : n;
   return t;
 }
 

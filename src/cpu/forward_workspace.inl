@@ -73,7 +73,7 @@ class Workspace {
   Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
   float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
   std::int64_t* k_at;         // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
-  std::int64_t* v_at;         // (2, k_cols) and in v
+  std::int64_t* v_at;         // (k_cols) and of the tile's keys in v
   std::int64_t next_n = 0;    // keys of the next tile (decode prefetch)
   Elem* row;                  // (max(d_pad, dv_pad)) one converted input row
   float* out_row;             // (dv_pad) one output row before conversion
@@ -106,7 +106,7 @@ class Workspace {
     pt = take<Elem>(at, d.k_cols * kMaxBlockLanes);
     ot = take<float>(at, d.lanes_pad * d.dv_pad);
     k_at = take<std::int64_t>(at, 2 * d.k_cols);
-    v_at = take<std::int64_t>(at, 2 * d.k_cols);
+    v_at = take<std::int64_t>(at, d.k_cols);
     row = take<Elem>(at, std::max(d.d_pad, d.dv_pad));
     out_row = take<float>(at, d.dv_pad);
     row_max = take<float>(at, d.lanes_pad);
