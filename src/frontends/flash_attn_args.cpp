@@ -15,11 +15,12 @@ std::string str(std::int64_t x) { return std::to_string(x); }
 void check_dtypes_and_devices(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,
                               const TensorView& v) {
   c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
-            n.q + " has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16");
+            [&] { return n.q + " has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
   c.dtype(k, n.k, q.dtype);
   c.dtype(v, n.v, q.dtype);
-  c.require(q.device.type == DeviceType::cpu,
-            n.q + " is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)");
+  c.require(q.device.type == DeviceType::cpu, [&] {
+    return n.q + " is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)";
+  });
   c.device(k, n.k, q.device);
   c.device(v, n.v, q.device);
 }
@@ -40,41 +41,45 @@ Problem check_qkv(const ArgChecker& c, const ArgNames& n, const TensorView& q, c
   p.heads_kv = k.shape[kh];
   p.head_dim = q.shape[d];
   if (paged) {
-    c.require(k.shape[1] >= 1, n.k + " has page size " + str(k.shape[1]) +
-                                   ", expected at least 1 (paged layout (num_blocks, page_size, hk, d))");
+    c.require(k.shape[1] >= 1, [&] {
+      return n.k + " has page size " + str(k.shape[1]) +
+             ", expected at least 1 (paged layout (num_blocks, page_size, hk, d))";
+    });
     c.shape(v, n.v, {k.shape[0], k.shape[1], k.shape[2], k.shape[3]});
   }
-  c.require(k.shape[k_rank - 1] == p.head_dim,
-            n.k + " has head dim " + str(k.shape[k_rank - 1]) + ", expected " + n.q + "'s " + str(p.head_dim));
+  c.require(k.shape[k_rank - 1] == p.head_dim, [&] {
+    return n.k + " has head dim " + str(k.shape[k_rank - 1]) + ", expected " + n.q + "'s " + str(p.head_dim);
+  });
   c.require(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim,
-            n.q + " has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim));
+            [&] { return n.q + " has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim); });
   c.require(v.shape[k_rank - 1] == p.head_dim,
-            n.v + " has head dim " + str(v.shape[d]) + ", expected " + n.q + "'s " + str(p.head_dim));
-  c.require(p.heads >= 1, n.q + " has " + str(p.heads) + " heads, expected at least 1");
-  c.require(p.heads_kv >= 1, n.k + " has " + str(p.heads_kv) + " heads, expected at least 1");
-  c.require(p.heads % p.heads_kv == 0,
-            n.k + " has " + str(p.heads_kv) + " heads, which does not divide " + n.q + "'s " + str(p.heads) + " heads");
+            [&] { return n.v + " has head dim " + str(v.shape[d]) + ", expected " + n.q + "'s " + str(p.head_dim); });
+  c.require(p.heads >= 1, [&] { return n.q + " has " + str(p.heads) + " heads, expected at least 1"; });
+  c.require(p.heads_kv >= 1, [&] { return n.k + " has " + str(p.heads_kv) + " heads, expected at least 1"; });
+  c.require(p.heads % p.heads_kv == 0, [&] {
+    return n.k + " has " + str(p.heads_kv) + " heads, which does not divide " + n.q + "'s " + str(p.heads) + " heads";
+  });
   c.require(v.shape[kh] == p.heads_kv,
-            n.v + " has " + str(v.shape[kh]) + " heads, expected " + n.k + "'s " + str(p.heads_kv));
+            [&] { return n.v + " has " + str(v.shape[kh]) + " heads, expected " + n.k + "'s " + str(p.heads_kv); });
   if (varlen) {
     p.rows_q = q.shape[0];
     p.rows_k = paged ? std::numeric_limits<std::int32_t>::max() : k.shape[0];  // paged: bounded by the table
     c.require(paged || v.shape[0] == p.rows_k,
-              n.v + " has " + str(v.shape[0]) + " rows, expected " + n.k + "'s " + str(p.rows_k));
+              [&] { return n.v + " has " + str(v.shape[0]) + " rows, expected " + n.k + "'s " + str(p.rows_k); });
     return p;
   }
   p.batch = q.shape[0];
   p.seqlen_q = q.shape[1];
   p.seqlen_k = k.shape[1];
-  c.require(p.batch >= 1, n.q + " has batch size " + str(p.batch) + ", expected at least 1");
+  c.require(p.batch >= 1, [&] { return n.q + " has batch size " + str(p.batch) + ", expected at least 1"; });
   c.require(k.shape[0] == p.batch,
-            n.k + " has batch size " + str(k.shape[0]) + ", expected " + n.q + "'s " + str(p.batch));
+            [&] { return n.k + " has batch size " + str(k.shape[0]) + ", expected " + n.q + "'s " + str(p.batch); });
   c.require(v.shape[0] == p.batch,
-            n.v + " has batch size " + str(v.shape[0]) + ", expected " + n.q + "'s " + str(p.batch));
-  c.require(p.seqlen_q >= 1, n.q + " has seqlen " + str(p.seqlen_q) + ", expected at least 1");
-  c.require(p.seqlen_k >= 1, n.k + " has seqlen " + str(p.seqlen_k) + ", expected at least 1");
+            [&] { return n.v + " has batch size " + str(v.shape[0]) + ", expected " + n.q + "'s " + str(p.batch); });
+  c.require(p.seqlen_q >= 1, [&] { return n.q + " has seqlen " + str(p.seqlen_q) + ", expected at least 1"; });
+  c.require(p.seqlen_k >= 1, [&] { return n.k + " has seqlen " + str(p.seqlen_k) + ", expected at least 1"; });
   c.require(v.shape[1] == p.seqlen_k,
-            n.v + " has seqlen " + str(v.shape[1]) + ", expected " + n.k + "'s " + str(p.seqlen_k));
+            [&] { return n.v + " has seqlen " + str(v.shape[1]) + ", expected " + n.k + "'s " + str(p.seqlen_k); });
   return p;
 }
 
@@ -85,14 +90,19 @@ void check_problem_size(const ArgChecker& c, const ArgNames& n, const Problem& p
   std::int64_t count = 0;
   if (p.varlen) {  // lengths are int32 (cu_seqlens); the work items are batch * heads * max_seqlen_q
     c.require(!__builtin_mul_overflow(p.batch, p.heads, &count) && !__builtin_mul_overflow(count, p.seqlen_q, &count),
-              n.max_seqlen_q + " is " + str(p.seqlen_q) + ": batch * heads * " + n.max_seqlen_q + " = " + str(p.batch) +
-                  " * " + str(p.heads) + " * " + str(p.seqlen_q) + " overflows int64");
+              [&] {
+                return n.max_seqlen_q + " is " + str(p.seqlen_q) + ": batch * heads * " + n.max_seqlen_q + " = " +
+                       str(p.batch) + " * " + str(p.heads) + " * " + str(p.seqlen_q) + " overflows int64";
+              });
     return;
   }
   c.require(!__builtin_mul_overflow(p.batch, p.heads, &count) && !__builtin_mul_overflow(count, p.seqlen_q, &count) &&
                 !__builtin_mul_overflow(count, p.seqlen_k, &count),
-            n.k + " has seqlen " + str(p.seqlen_k) + ": batch * heads * seqlen_q * seqlen_k = " + str(p.batch) + " * " +
-                str(p.heads) + " * " + str(p.seqlen_q) + " * " + str(p.seqlen_k) + " overflows int64");
+            [&] {
+              return n.k + " has seqlen " + str(p.seqlen_k) +
+                     ": batch * heads * seqlen_q * seqlen_k = " + str(p.batch) + " * " + str(p.heads) + " * " +
+                     str(p.seqlen_q) + " * " + str(p.seqlen_k) + " overflows int64";
+            });
 }
 
 // cu_seqlens: int32 (batch + 1,) from 0, non-decreasing, within the `rows`
@@ -104,11 +114,11 @@ void check_cu_seqlens(const ArgChecker& c, const TensorView& cu, const std::stri
   c.dtype(cu, name, DType::i32);
   c.device(cu, name, Device{});
   c.require(cu.shape[0] == batch + 1,
-            name + " has " + str(cu.shape[0]) + " entries, expected batch + 1 = " + str(batch + 1));
+            [&] { return name + " has " + str(cu.shape[0]) + " entries, expected batch + 1 = " + str(batch + 1); });
   c.require(cu.stride[0] == 1 || cu.shape[0] <= 1,
-            name + " must be contiguous, expected stride 1, got " + str(cu.stride[0]));
+            [&] { return name + " must be contiguous, expected stride 1, got " + str(cu.stride[0]); });
   const auto* x = static_cast<const std::int32_t*>(cu.data);
-  c.require(x[0] == 0, name + "[0] is " + str(x[0]) + ", expected 0");
+  c.require(x[0] == 0, [&] { return name + "[0] is " + str(x[0]) + ", expected 0"; });
   for (std::int64_t b = 0; b < batch; ++b) {  // messages built only on failure: this loop runs every call
     if (x[b + 1] < x[b]) {
       c.fail(name + " decreases at index " + str(b + 1) + ", expected non-decreasing offsets, got " + str(x[b]) +
@@ -120,8 +130,10 @@ void check_cu_seqlens(const ArgChecker& c, const TensorView& cu, const std::stri
              str(b) + " in " + name);
     }
   }
-  c.require(x[batch] <= rows, name + "[" + str(batch) + "] is " + str(x[batch]) + ", expected at most " + rows_name +
-                                  "'s " + str(rows) + " rows");
+  c.require(x[batch] <= rows, [&] {
+    return name + "[" + str(batch) + "] is " + str(x[batch]) + ", expected at most " + rows_name + "'s " + str(rows) +
+           " rows";
+  });
 }
 
 void check_seqused_k(const ArgChecker& c, const TensorView& seqused_k, const TensorView& cu_seqlens_k,
@@ -131,7 +143,7 @@ void check_seqused_k(const ArgChecker& c, const TensorView& seqused_k, const Ten
   c.device(seqused_k, "seqused_k", Device{});
   c.shape(seqused_k, "seqused_k", {batch});
   c.require(seqused_k.stride[0] == 1 || batch == 1,
-            "seqused_k must be contiguous, expected stride 1, got " + str(seqused_k.stride[0]));
+            [&] { return "seqused_k must be contiguous, expected stride 1, got " + str(seqused_k.stride[0]); });
   const auto* used = static_cast<const std::int32_t*>(seqused_k.data);
   const auto* cu_k = static_cast<const std::int32_t*>(cu_seqlens_k.data);
   for (std::int64_t b = 0; b < batch; ++b) {
@@ -147,13 +159,15 @@ void check_seqused_k(const ArgChecker& c, const TensorView& seqused_k, const Ten
 void check_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, Problem& p) {
   constexpr std::int64_t kMaxSeqlen = std::numeric_limits<std::int32_t>::max();  // cu_seqlens are int32
   c.require(a.max_seqlen_q >= 0 && a.max_seqlen_q <= kMaxSeqlen,
-            n.max_seqlen_q + " is " + str(a.max_seqlen_q) + ", expected 0 to " + str(kMaxSeqlen));
+            [&] { return n.max_seqlen_q + " is " + str(a.max_seqlen_q) + ", expected 0 to " + str(kMaxSeqlen); });
   c.require(a.max_seqlen_k >= 0 && a.max_seqlen_k <= kMaxSeqlen,
-            n.max_seqlen_k + " is " + str(a.max_seqlen_k) + ", expected 0 to " + str(kMaxSeqlen));
+            [&] { return n.max_seqlen_k + " is " + str(a.max_seqlen_k) + ", expected 0 to " + str(kMaxSeqlen); });
   c.tensor(a.cu_seqlens_q, n.cu_seqlens_q, 1);
   p.batch = a.cu_seqlens_q.shape[0] - 1;
-  c.require(p.batch >= 1, n.cu_seqlens_q + " has " + str(a.cu_seqlens_q.shape[0]) +
-                              " entries, expected batch + 1 >= 2 (a leading 0 and one offset per sequence)");
+  c.require(p.batch >= 1, [&] {
+    return n.cu_seqlens_q + " has " + str(a.cu_seqlens_q.shape[0]) +
+           " entries, expected batch + 1 >= 2 (a leading 0 and one offset per sequence)";
+  });
   p.seqlen_q = a.max_seqlen_q;
   p.seqlen_k = a.max_seqlen_k;
   check_cu_seqlens(c, a.cu_seqlens_q, n.cu_seqlens_q, p.batch, p.rows_q, n.q, a.max_seqlen_q, n.max_seqlen_q);
@@ -169,7 +183,6 @@ void check_paged_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs
   for (std::int64_t b = 0; b < p.batch; ++b) lengths[b] = std::int64_t{cu_k[b + 1]} - cu_k[b];
   check_block_table(c, a.block_table, p.batch, k.shape[0], k.shape[1], lengths, "the " + n.cu_seqlens_k + " length");
 }
-
 
 // The view without dimension `dim`, at `index` along it.
 TensorView select(const TensorView& t, int dim, std::int64_t index) {
@@ -206,24 +219,30 @@ PackedParts unpack(const ArgChecker& c, const TensorView& packed, const std::str
   c.tensor(packed, name, rank);
   const char* layout = parts == 2 ? (varlen ? "(total_k, 2, hk, d)" : "(b, sk, 2, hk, d)")
                                   : (varlen ? "(total, 3, h, d)" : "(b, s, 3, h, d)");
-  c.require(packed.shape[dim] == parts, name + " has shape " + packed.shape_string() + ", expected " + layout);
+  c.require(packed.shape[dim] == parts,
+            [&] { return name + " has shape " + packed.shape_string() + ", expected " + layout; });
   return parts_of(packed, parts, varlen);
 }
 
 void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem& p) {
   c.require(o.dropout_p >= 0.0f && o.dropout_p < 1.0f,
-            "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)");
-  c.require(o.dropout_p == 0.0f || o.seed.has_value(), "seed is missing, required when dropout_p > 0");
-  c.require(!o.softmax_scale || std::isfinite(*o.softmax_scale),
-            "softmax_scale is " + std::to_string(o.softmax_scale.value_or(0)) + ", expected a finite value");
+            [&] { return "dropout_p is " + std::to_string(o.dropout_p) + ", expected a value in [0, 1)"; });
+  c.require(o.dropout_p == 0.0f || o.seed.has_value(), [&] { return "seed is missing, required when dropout_p > 0"; });
+  c.require(!o.softmax_scale || std::isfinite(*o.softmax_scale), [&] {
+    return "softmax_scale is " + std::to_string(o.softmax_scale.value_or(0)) + ", expected a finite value";
+  });
   c.require(std::isfinite(o.softcap) && o.softcap >= 0.0f,
-            "softcap is " + std::to_string(o.softcap) + ", expected a finite value >= 0");
-  c.require(o.window_size.left >= -1, "window_size.left is " + str(o.window_size.left) + ", expected >= -1");
-  c.require(o.window_size.right >= -1, "window_size.right is " + str(o.window_size.right) + ", expected >= -1");
+            [&] { return "softcap is " + std::to_string(o.softcap) + ", expected a finite value >= 0"; });
+  c.require(o.window_size.left >= -1,
+            [&] { return "window_size.left is " + str(o.window_size.left) + ", expected >= -1"; });
+  c.require(o.window_size.right >= -1,
+            [&] { return "window_size.right is " + str(o.window_size.right) + ", expected >= -1"; });
   if (o.alibi_slopes.present()) {
     const TensorView& a = o.alibi_slopes;
-    c.require(a.rank == 1 || a.rank == 2, "alibi_slopes has rank " + str(a.rank) + ", expected (" + str(p.heads) +
-                                              ",) or (" + str(p.batch) + ", " + str(p.heads) + ")");
+    c.require(a.rank == 1 || a.rank == 2, [&] {
+      return "alibi_slopes has rank " + str(a.rank) + ", expected (" + str(p.heads) + ",) or (" + str(p.batch) + ", " +
+             str(p.heads) + ")";
+    });
     c.rows_tensor(a, "alibi_slopes", a.rank);
     c.dtype(a, "alibi_slopes", DType::f32);
     c.device(a, "alibi_slopes", Device{});
@@ -274,10 +293,11 @@ void check_forward_outputs(const ArgChecker& c, const FlashAttnOutputs& out, con
   check_rows(c, out.out, "out", p, RowLayout::q, q.dtype, q.device, true);
   if (out.softmax_lse.present())
     check_rows(c, out.softmax_lse, "softmax_lse", p, RowLayout::lse, DType::f32, q.device, true);
-  c.require(!out.attn_probs.present() || o.return_attn_probs,
-            "attn_probs is given, expected it only with return_attn_probs = true, got return_attn_probs = false");
+  c.require(!out.attn_probs.present() || o.return_attn_probs, [&] {
+    return "attn_probs is given, expected it only with return_attn_probs = true, got return_attn_probs = false";
+  });
   if (o.return_attn_probs) {
-    c.require(out.attn_probs.present(), "attn_probs is missing, required by return_attn_probs");
+    c.require(out.attn_probs.present(), [&] { return "attn_probs is missing, required by return_attn_probs"; });
     c.output_tensor(out.attn_probs, "attn_probs", 4);
     c.dtype(out.attn_probs, "attn_probs", DType::f32);
     c.device(out.attn_probs, "attn_probs", q.device);

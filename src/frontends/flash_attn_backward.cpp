@@ -42,8 +42,10 @@ void check_gradient(const ArgChecker& c, const NamedView& grad, const NamedView&
   c.device(g, grad.name, like.view.device);
   bool same = true;
   for (int d = 0; d < g.rank; ++d) same = same && g.shape[d] == like.view.shape[d];
-  c.require(same, grad.name + " has shape " + g.shape_string() + ", expected " + like.name + "'s shape " +
-                      like.view.shape_string());
+  c.require(same, [&] {
+    return grad.name + " has shape " + g.shape_string() + ", expected " + like.name + "'s shape " +
+           like.view.shape_string();
+  });
 }
 
 void set_gradients(AttentionParams& a, bool varlen, const TensorView& dq, const TensorView& dk, const TensorView& dv) {
@@ -82,8 +84,9 @@ AttentionParams backward_params(const char* function, Packing packing, const Bac
       break;
   }
   const Problem p = frontend::check_problem(c, names, qkv[0], qkv[1], qkv[2], varlen, options);
-  c.require(!options.return_attn_probs,
-            "return_attn_probs is true, expected false: the backward returns no attention probabilities");
+  c.require(!options.return_attn_probs, [&] {
+    return "return_attn_probs is true, expected false: the backward returns no attention probabilities";
+  });
   const TensorView& q = qkv[0];
   frontend::check_rows(c, args.out, "out", p, RowLayout::q, q.dtype, q.device, false);
   frontend::check_rows(c, args.dout, "dout", p, RowLayout::q, q.dtype, q.device, false);

@@ -48,17 +48,17 @@ std::vector<std::int32_t> int32_per_batch(const ArgChecker& c, const TensorView&
 // The cache tensors, with what their shape means.
 struct CacheShape {
   bool paged = false;
-  std::int64_t rows = 0;      // contiguous: b_cache; paged: num_blocks
-  std::int64_t seqlen = 0;    // contiguous: seqlen_cache; paged: page_size
-  std::int64_t capacity = 0;  // positions one sequence can hold
+  std::int64_t rows = 0;        // contiguous: b_cache; paged: num_blocks
+  std::int64_t seqlen = 0;      // contiguous: seqlen_cache; paged: page_size
+  std::int64_t capacity = 0;    // positions one sequence can hold
   std::string capacity_source;  // for messages: "block_table has 4 pages of 16 positions per sequence"
   std::int64_t heads_kv = 0;
 };
 
 namespace {
 
-CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorView& k_cache,
-                        const TensorView& v_cache, const TensorView& block_table) {
+CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
+                        const TensorView& block_table) {
   CacheShape s;
   s.paged = block_table.present();
   for (const auto& [t, name] : {std::pair{&k_cache, "k_cache"}, std::pair{&v_cache, "v_cache"}}) {
@@ -70,18 +70,24 @@ CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorVi
   s.rows = k_cache.shape[0];
   s.seqlen = k_cache.shape[1];
   s.heads_kv = k_cache.shape[2];
-  c.require(k_cache.shape[3] == q.shape[3], "k_cache has head dim " + str(k_cache.shape[3]) + ", expected q's " +
-                                                str(q.shape[3]) + " (layout " + layout + ")");
-  c.require(s.heads_kv >= 1 && q.shape[2] % s.heads_kv == 0,
-            "k_cache has " + str(s.heads_kv) + " heads, which does not divide q's " + str(q.shape[2]) + " heads");
+  c.require(k_cache.shape[3] == q.shape[3], [&] {
+    return "k_cache has head dim " + str(k_cache.shape[3]) + ", expected q's " + str(q.shape[3]) + " (layout " +
+           layout + ")";
+  });
+  c.require(s.heads_kv >= 1 && q.shape[2] % s.heads_kv == 0, [&] {
+    return "k_cache has " + str(s.heads_kv) + " heads, which does not divide q's " + str(q.shape[2]) + " heads";
+  });
   c.shape(v_cache, "v_cache", {s.rows, s.seqlen, s.heads_kv, q.shape[3]});
   if (s.paged) {
-    c.require(s.seqlen >= 1, "k_cache has page size " + str(s.seqlen) + ", expected at least 1 (layout " + layout + ")");
-    c.require(s.rows >= 1, "k_cache has " + str(s.rows) + " blocks, expected at least 1");
+    c.require(s.seqlen >= 1, [&] {
+      return "k_cache has page size " + str(s.seqlen) + ", expected at least 1 (layout " + layout + ")";
+    });
+    c.require(s.rows >= 1, [&] { return "k_cache has " + str(s.rows) + " blocks, expected at least 1"; });
     c.rows_tensor(block_table, "block_table", 2);
-    c.require(!__builtin_mul_overflow(block_table.shape[1], s.seqlen, &s.capacity),
-              "block_table has " + str(block_table.shape[1]) + " pages per sequence of " + str(s.seqlen) +
-                  " positions: the capacity overflows int64");
+    c.require(!__builtin_mul_overflow(block_table.shape[1], s.seqlen, &s.capacity), [&] {
+      return "block_table has " + str(block_table.shape[1]) + " pages per sequence of " + str(s.seqlen) +
+             " positions: the capacity overflows int64";
+    });
     s.capacity_source =
         "block_table has " + str(block_table.shape[1]) + " pages of " + str(s.seqlen) + " positions per sequence";
   } else {
@@ -138,32 +144,33 @@ void check_appends_private(const ArgChecker& c, const TensorView& block_table, s
   }
 }
 
-
 // q (b, sq, h, d): the problem's sizes except the keys.
 Problem check_q(const ArgChecker& c, const TensorView& q) {
   c.rows_tensor(q, "q", 4);
   c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
-            "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16");
-  c.require(q.device.type == DeviceType::cpu,
-            "q is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)");
+            [&] { return "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
+  c.require(q.device.type == DeviceType::cpu, [&] {
+    return "q is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)";
+  });
   Problem p;
   p.batch = q.shape[0];
   p.seqlen_q = q.shape[1];
   p.heads = q.shape[2];
   p.head_dim = q.shape[3];
-  c.require(p.batch >= 1, "q has batch size " + str(p.batch) + ", expected at least 1");
-  c.require(p.seqlen_q >= 1, "q has seqlen " + str(p.seqlen_q) + ", expected at least 1");
-  c.require(p.heads >= 1, "q has " + str(p.heads) + " heads, expected at least 1");
+  c.require(p.batch >= 1, [&] { return "q has batch size " + str(p.batch) + ", expected at least 1"; });
+  c.require(p.seqlen_q >= 1, [&] { return "q has seqlen " + str(p.seqlen_q) + ", expected at least 1"; });
+  c.require(p.heads >= 1, [&] { return "q has " + str(p.heads) + " heads, expected at least 1"; });
   c.require(p.head_dim >= 1 && p.head_dim <= kMaxHeadDim,
-            "q has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim));
+            [&] { return "q has head dim " + str(p.head_dim) + ", expected 1 to " + str(kMaxHeadDim); });
   return p;
 }
 
 // New k and v (both or neither): returns seqlen_new (0 without them).
 std::int64_t check_new_kv(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
                           const TensorView& k_cache, const TensorView& v_cache) {
-  c.require(o.k.present() == o.v.present(), std::string(o.k.present() ? "k is given without v" : "v is given without k") +
-                                                 ", expected both or neither");
+  c.require(o.k.present() == o.v.present(), [&] {
+    return std::string(o.k.present() ? "k is given without v" : "v is given without k") + ", expected both or neither";
+  });
   if (!o.k.present()) return 0;
   c.rows_tensor(o.k, "k", 4);
   const std::int64_t seqlen_new = o.k.shape[1];
@@ -173,7 +180,8 @@ std::int64_t check_new_kv(const ArgChecker& c, const KvCacheOptions& o, const Te
     c.device(*t, name, q.device);
     c.shape(*t, name, {p.batch, seqlen_new, p.heads_kv, p.head_dim});
   }
-  c.require(o.cache_seqlens.present(), "cache_seqlens is missing, required with new k and v (where to append)");
+  c.require(o.cache_seqlens.present(),
+            [&] { return "cache_seqlens is missing, required with new k and v (where to append)"; });
   // The caches are written: two positions sharing an address would take each other's keys.
   c.output_tensor(k_cache, "k_cache", 4);
   c.output_tensor(v_cache, "v_cache", 4);
@@ -189,7 +197,7 @@ FlashAttnOptions shared_options(const ArgChecker& c, const KvCacheOptions& o, co
   fo.softcap = o.softcap;
   fo.alibi_slopes = o.alibi_slopes;
   check_options(c, fo, p);
-  c.require(o.num_splits >= 0, "num_splits is " + str(o.num_splits) + ", expected >= 0 (0: heuristic)");
+  c.require(o.num_splits >= 0, [&] { return "num_splits is " + str(o.num_splits) + ", expected >= 0 (0: heuristic)"; });
   return fo;
 }
 
@@ -220,7 +228,11 @@ void check_outputs(const ArgChecker& c, const KvCacheOutputs& outputs, const KvC
 
 KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
                          const KvCacheOutputs& outputs, const KvCacheOptions& o)
-    : q_(q), k_new_(o.k), v_new_(o.v), rotary_cos_(o.rotary_cos), rotary_sin_(o.rotary_sin),
+    : q_(q),
+      k_new_(o.k),
+      v_new_(o.v),
+      rotary_cos_(o.rotary_cos),
+      rotary_sin_(o.rotary_sin),
       rotary_interleaved_(o.rotary_interleaved) {
   const ArgChecker c("flash_attn_with_kvcache");
   Problem p = check_q(c, q);
@@ -257,8 +269,10 @@ void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, co
                                 std::int64_t batch, std::int64_t seqlen_new) {
   if (o.cache_seqlens.length()) {
     const std::int64_t n = *o.cache_seqlens.length();
-    c.require(n >= 0 && n <= cache.capacity, "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
-                                                 " (the cache's capacity: " + cache.capacity_source + ")");
+    c.require(n >= 0 && n <= cache.capacity, [&] {
+      return "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
+             " (the cache's capacity: " + cache.capacity_source + ")";
+    });
     cache_seqlens_.assign(batch, n);
   } else if (o.cache_seqlens.present()) {
     const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", batch);
@@ -267,7 +281,8 @@ void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, co
     cache_seqlens_.assign(batch, cache.capacity);
   }
   if (o.cache_leftpad.present()) {
-    c.require(!cache.paged, "cache_leftpad is given with block_table, expected one or the other (as flash-attn)");
+    c.require(!cache.paged,
+              [&] { return "cache_leftpad is given with block_table, expected one or the other (as flash-attn)"; });
     leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", batch);
   }
   seqlens_k_.resize(batch);
@@ -275,8 +290,8 @@ void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, co
     const std::int64_t pad = leftpad_.empty() ? 0 : leftpad_[b];
     if (cache_seqlens_[b] < 0) c.fail("cache_seqlens[" + str(b) + "] is " + str(cache_seqlens_[b]) + ", expected >= 0");
     if (pad < 0 || pad > cache_seqlens_[b]) {
-      c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) + "] = " +
-             str(cache_seqlens_[b]));
+      c.fail("cache_leftpad[" + str(b) + "] is " + str(pad) + ", expected 0 to cache_seqlens[" + str(b) +
+             "] = " + str(cache_seqlens_[b]));
     }
     if (seqlen_new > cache.capacity - cache_seqlens_[b]) {  // cache_seqlens_[b] >= 0: no int64 overflow
       c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
@@ -292,8 +307,10 @@ void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o,
                                    std::int64_t batch, std::int64_t seqlen_new) {
   const bool appending = o.k.present();
   if (cache.paged) {
-    c.require(!o.cache_batch_idx.present(), "cache_batch_idx is given with block_table, expected one or the other "
-                                            "(the block table already maps sequences to pages)");
+    c.require(!o.cache_batch_idx.present(), [&] {
+      return "cache_batch_idx is given with block_table, expected one or the other "
+             "(the block table already maps sequences to pages)";
+    });
     std::vector<std::int64_t> ends(batch);
     for (std::int64_t b = 0; b < batch; ++b) ends[b] = cache_seqlens_[b] + seqlen_new;
     check_block_table(c, o.block_table, batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
@@ -313,8 +330,10 @@ void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o,
       }
     }
   } else {
-    c.require(cache.rows >= batch, "k_cache has " + str(cache.rows) + " rows, expected at least q's batch size " +
-                                       str(batch) + " (or a cache_batch_idx)");
+    c.require(cache.rows >= batch, [&] {
+      return "k_cache has " + str(cache.rows) + " rows, expected at least q's batch size " + str(batch) +
+             " (or a cache_batch_idx)";
+    });
   }
 }
 
@@ -323,26 +342,33 @@ void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o,
 void KvCacheCall::check_rotary(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
                                std::int64_t seqlen_new) {
   if (!o.rotary_cos.present() && !o.rotary_sin.present()) return;
-  c.require(o.rotary_cos.present() && o.rotary_sin.present(),
-            std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
-                                               : "rotary_sin is given without rotary_cos") +
-                ", expected both or neither");
-  c.require(o.k.present(), "rotary_cos is given without new k and v, expected rotary only with an append");
+  c.require(o.rotary_cos.present() && o.rotary_sin.present(), [&] {
+    return std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
+                                              : "rotary_sin is given without rotary_cos") +
+           ", expected both or neither";
+  });
+  c.require(o.k.present(),
+            [&] { return "rotary_cos is given without new k and v, expected rotary only with an append"; });
   for (const auto& [t, name] : {std::pair{&o.rotary_cos, "rotary_cos"}, std::pair{&o.rotary_sin, "rotary_sin"}}) {
     c.rows_tensor(*t, name, 2);
     c.dtype(*t, name, q.dtype);
     c.device(*t, name, q.device);
   }
   const std::int64_t half = o.rotary_cos.shape[1];
-  c.require(half >= 1 && 2 * half <= p.head_dim, "rotary_cos has " + str(half) + " columns (rotary_dim / 2), "
-                                                 "expected 1 to head_dim / 2 = " + str(p.head_dim / 2));
+  c.require(half >= 1 && 2 * half <= p.head_dim, [&] {
+    return "rotary_cos has " + str(half) +
+           " columns (rotary_dim / 2), "
+           "expected 1 to head_dim / 2 = " +
+           str(p.head_dim / 2);
+  });
   c.shape(o.rotary_sin, "rotary_sin", {o.rotary_cos.shape[0], half});
   std::int64_t positions = 0;  // largest position used + 1
   for (std::int64_t b = 0; b < p.batch; ++b)
     positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row_ ? p.seqlen_q : 1));
-  c.require(o.rotary_cos.shape[0] >= positions, "rotary_cos has " + str(o.rotary_cos.shape[0]) +
-                                                    " rows (seqlen_ro), expected at least " + str(positions) +
-                                                    ": the call rotates up to position " + str(positions - 1));
+  c.require(o.rotary_cos.shape[0] >= positions, [&] {
+    return "rotary_cos has " + str(o.rotary_cos.shape[0]) + " rows (seqlen_ro), expected at least " + str(positions) +
+           ": the call rotates up to position " + str(positions - 1);
+  });
 }
 
 void KvCacheCall::append() {
@@ -367,8 +393,8 @@ void KvCacheCall::append() {
         core::load_floats(element(k_new_, {b, t, h, 0}), dtype, d, row.data());
         rotate(position);
         core::store_floats(row.data(), dtype, d, k_cache + core::key_offset(p.k_stride, seq, j, h) * dtype_size(dtype));
-        std::memcpy(v_cache + core::key_offset(p.v_stride, seq, j, h) * dtype_size(dtype), element(v_new_, {b, t, h, 0}),
-                    d * dtype_size(dtype));
+        std::memcpy(v_cache + core::key_offset(p.v_stride, seq, j, h) * dtype_size(dtype),
+                    element(v_new_, {b, t, h, 0}), d * dtype_size(dtype));
       }
     }
   }
@@ -379,7 +405,7 @@ void KvCacheCall::append() {
         core::load_floats(element(q_, {b, i, h, 0}), dtype, d, row.data());
         rotate(cache_seqlens_[b] + (rotate_q_per_row_ ? i : 0));
         core::store_floats(row.data(), dtype, d,
-                     rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * dtype_size(dtype));
+                           rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * dtype_size(dtype));
       }
     }
   }

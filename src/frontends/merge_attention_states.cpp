@@ -38,9 +38,10 @@ struct Layout {
 };
 
 Layout layout_of(const ArgChecker& c, const TensorView& out, const std::string& name) {
-  c.require(out.present(), name + " is missing");
-  c.require(out.rank == 4 || out.rank == 3, name + " has rank " + str(out.rank) +
-                                                ", expected 4 (b, sq, h, d) or 3 (total, h, d) for varlen");
+  c.require(out.present(), [&] { return name + " is missing"; });
+  c.require(out.rank == 4 || out.rank == 3, [&] {
+    return name + " has rank " + str(out.rank) + ", expected 4 (b, sq, h, d) or 3 (total, h, d) for varlen";
+  });
   Layout l;
   l.varlen = out.rank == 3;
   l.batch = l.varlen ? 1 : out.shape[0];
@@ -52,8 +53,7 @@ Layout layout_of(const ArgChecker& c, const TensorView& out, const std::string& 
 
 // Rank, last dimension contiguous, dtype, device and the layout's exact shape
 // for out and lse; `output`: also every element at its own address.
-void check_state(const ArgChecker& c, const AttentionState& s, const std::string& name, const Layout& l,
-                 bool output) {
+void check_state(const ArgChecker& c, const AttentionState& s, const std::string& name, const Layout& l, bool output) {
   const std::string out = name + ".out", lse = name + ".lse";
   const int rank = l.out_rank();
   if (output) {
@@ -64,7 +64,7 @@ void check_state(const ArgChecker& c, const AttentionState& s, const std::string
     c.rows_tensor(s.lse, lse, rank - 1);
   }
   c.require(s.out.dtype == DType::f32 || s.out.dtype == DType::f16 || s.out.dtype == DType::bf16,
-            out + " has dtype " + std::string(dtype_name(s.out.dtype)) + ", expected f32, f16 or bf16");
+            [&] { return out + " has dtype " + std::string(dtype_name(s.out.dtype)) + ", expected f32, f16 or bf16"; });
   c.dtype(s.lse, lse, DType::f32);
   c.device(s.out, out, Device{});
   c.device(s.lse, lse, Device{});
@@ -151,7 +151,7 @@ void merge_rows(const std::vector<StateAddress>& parts, const StateAddress& merg
 #pragma omp parallel num_threads(num_threads()) if (parallel)
   {
     std::vector<double> weights(n_parts), lse(n_parts), acc(d);  // (parts,), (parts,), (head_dim,)
-    std::vector<float> row(d);                                    // (head_dim,) one part's out, or the result
+    std::vector<float> row(d);                                   // (head_dim,) one part's out, or the result
 #pragma omp for schedule(static)
     for (std::int64_t r = 0; r < rows; ++r) {
       const std::int64_t h = r % l.heads, i = (r / l.heads) % l.seqlen, b = r / (l.heads * l.seqlen);
@@ -159,15 +159,17 @@ void merge_rows(const std::vector<StateAddress>& parts, const StateAddress& merg
         const double x = parts[s].lse_at(b, i, h);
         lse[s] = x == std::numeric_limits<double>::infinity() ? -x : x;  // flash-attn's empty-row marker
       }
-      const double merged_lse = core::merge_weights(n_parts, [&](std::int64_t s) { return lse[s]; }, weights.data());
+      const double merged_lse = core::merge_weights(
+          n_parts, [&](std::int64_t s) { return lse[s]; }, weights.data());
       std::fill(acc.begin(), acc.end(), 0.0);
       for (std::int64_t s = 0; s < n_parts; ++s) {
         if (weights[s] == 0.0) continue;
-        core::load_floats(element(parts[s].out_read, parts[s].dtype, parts[s].out_offset(b, i, h)), parts[s].dtype,
-                          d, row.data());
+        core::load_floats(element(parts[s].out_read, parts[s].dtype, parts[s].out_offset(b, i, h)), parts[s].dtype, d,
+                          row.data());
         for (std::int64_t c = 0; c < d; ++c) acc[c] += weights[s] * row[c];
       }
-      for (std::int64_t c = 0; c < d; ++c) row[c] = static_cast<float>(acc[c]);  // rounds through fp32, like the reference
+      for (std::int64_t c = 0; c < d; ++c)
+        row[c] = static_cast<float>(acc[c]);  // rounds through fp32, like the reference
       core::store_floats(row.data(), merged.dtype, d,
                          static_cast<char*>(merged.out_write) + merged.out_offset(b, i, h) * dtype_size(merged.dtype));
       merged.lse_at(b, i, h) = static_cast<float>(merged_lse);
@@ -179,7 +181,7 @@ void merge_rows(const std::vector<StateAddress>& parts, const StateAddress& merg
 
 void merge_attention_states(std::span<const AttentionState> parts, const AttentionState& merged) {
   const ArgChecker c(kFunction);
-  c.require(!parts.empty(), "parts is empty, expected at least one part");
+  c.require(!parts.empty(), [&] { return "parts is empty, expected at least one part"; });
   const Layout layout = layout_of(c, parts[0].out, "parts[0].out");
   for (std::size_t s = 0; s < parts.size(); ++s) {
     check_state(c, parts[s], "parts[" + str(static_cast<std::int64_t>(s)) + "]", layout, false);

@@ -13,8 +13,9 @@ void check_block_table(const ArgChecker& c, const TensorView& block_table, std::
   c.rows_tensor(block_table, "block_table", 2);
   c.dtype(block_table, "block_table", DType::i32);
   c.device(block_table, "block_table", Device{});
-  c.require(block_table.shape[0] == batch, "block_table has " + str(block_table.shape[0]) +
-                                               " rows, expected one per sequence: " + str(batch));
+  c.require(block_table.shape[0] == batch, [&] {
+    return "block_table has " + str(block_table.shape[0]) + " rows, expected one per sequence: " + str(batch);
+  });
   const std::int64_t max_blocks = block_table.shape[1];
   const auto* table = static_cast<const std::int32_t*>(block_table.data);
   for (std::int64_t b = 0; b < batch; ++b) {

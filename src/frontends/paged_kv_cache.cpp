@@ -77,20 +77,23 @@ PagedKVCache::PagedKVCache(const PagedKVCacheConfig& config) : config_(config) {
                                                         {"heads_kv", config.heads_kv},
                                                         {"head_dim", config.head_dim}};
   for (const auto& [name, value] : sizes)
-    check.require(value >= 1, std::string(name) + " is " + str(value) + ", expected >= 1");
-  check.require(config.num_blocks <= kMaxTokens, "num_blocks is " + str(config.num_blocks) +
-                                                     ", expected <= " + str(kMaxTokens) + " (block ids are int32)");
+    check.require(value >= 1, [&] { return std::string(name) + " is " + str(value) + ", expected >= 1"; });
+  check.require(config.num_blocks <= kMaxTokens, [&] {
+    return "num_blocks is " + str(config.num_blocks) + ", expected <= " + str(kMaxTokens) + " (block ids are int32)";
+  });
   check.require(config.dtype == DType::f32 || config.dtype == DType::f16 || config.dtype == DType::bf16,
-                "dtype is " + std::string(dtype_name(config.dtype)) + ", expected f32, f16 or bf16");
+                [&] { return "dtype is " + std::string(dtype_name(config.dtype)) + ", expected f32, f16 or bf16"; });
   std::int64_t bytes = 0;
   const bool overflow = __builtin_mul_overflow(config.heads_kv, config.head_dim, &row_bytes_) ||
                         __builtin_mul_overflow(row_bytes_, dtype_size(config.dtype), &row_bytes_) ||
                         __builtin_mul_overflow(row_bytes_, config.block_size, &block_bytes_) ||
                         __builtin_mul_overflow(block_bytes_, config.num_blocks, &bytes) ||
                         __builtin_mul_overflow(bytes, 2 * config.num_layers, &bytes);
-  check.require(!overflow, "the pools of " + str(config.num_layers) + " layers x 2 x " + str(config.num_blocks) +
-                               " blocks x " + str(config.block_size) + " tokens x " + str(config.heads_kv) +
-                               " heads x " + str(config.head_dim) + " elements have more bytes than int64 can count");
+  check.require(!overflow, [&] {
+    return "the pools of " + str(config.num_layers) + " layers x 2 x " + str(config.num_blocks) + " blocks x " +
+           str(config.block_size) + " tokens x " + str(config.heads_kv) + " heads x " + str(config.head_dim) +
+           " elements have more bytes than int64 can count";
+  });
   pools_.reset(static_cast<std::byte*>(::operator new[](static_cast<std::size_t>(bytes), kPoolAlignment)));
   std::memset(pools_.get(), 0, static_cast<std::size_t>(bytes));
   ref_counts_.assign(static_cast<std::size_t>(config.num_blocks), 0);
@@ -177,12 +180,14 @@ std::int32_t PagedKVCache::ref_count(std::int32_t block) const {
 
 void PagedKVCache::check_batch(const std::vector<SequenceId>& sequences, const char* operation) const {
   const frontend::ArgChecker check = checker(operation);
-  check.require(!sequences.empty(), "sequences is empty, expected at least one sequence");
+  check.require(!sequences.empty(), [&] { return "sequences is empty, expected at least one sequence"; });
   for (std::size_t i = 0; i < sequences.size(); ++i) {
     live(sequences[i], operation);
     for (std::size_t j = 0; j < i; ++j) {
-      check.require(sequences[j] != sequences[i], id_str(sequences[i]) + " appears twice (batch entries " + str(j) +
-                                                      " and " + str(i) + "), expected distinct sequences");
+      check.require(sequences[j] != sequences[i], [&] {
+        return id_str(sequences[i]) + " appears twice (batch entries " + str(j) + " and " + str(i) +
+               "), expected distinct sequences";
+      });
     }
   }
 }
@@ -194,17 +199,19 @@ void PagedKVCache::check_batch(const std::vector<SequenceId>& sequences, const c
 std::int64_t PagedKVCache::plan_blocks(const std::vector<SequenceId>& sequences, std::int64_t num_new_tokens,
                                        std::int64_t* copies, const char* operation) const {
   const frontend::ArgChecker check = checker(operation);
-  check.require(num_new_tokens >= 1, "num_new_tokens is " + str(num_new_tokens) + ", expected >= 1");
+  check.require(num_new_tokens >= 1, [&] { return "num_new_tokens is " + str(num_new_tokens) + ", expected >= 1"; });
   check_batch(sequences, operation);
   std::map<std::int32_t, std::int32_t> copied;  // shared block -> holders in this batch that copy it
   std::int64_t fresh = 0;
   *copies = 0;
   for (SequenceId id : sequences) {
     const Sequence& s = live(id, operation);
-    check.require(!s.reserved, id_str(id) + " already has an active reservation, commit or cancel it first");
-    check.require(num_new_tokens <= kMaxTokens - s.length,
-                  id_str(id) + " holds " + str(s.length) + " tokens: " + str(num_new_tokens) +
-                      " more exceed the int32 cache_seqlens limit of " + str(kMaxTokens));
+    check.require(!s.reserved,
+                  [&] { return id_str(id) + " already has an active reservation, commit or cancel it first"; });
+    check.require(num_new_tokens <= kMaxTokens - s.length, [&] {
+      return id_str(id) + " holds " + str(s.length) + " tokens: " + str(num_new_tokens) +
+             " more exceed the int32 cache_seqlens limit of " + str(kMaxTokens);
+    });
     fresh += ceil_div(s.length + num_new_tokens, config_.block_size) - static_cast<std::int64_t>(s.blocks.size());
     if (s.length % config_.block_size == 0) continue;
     const std::int32_t last = s.blocks.back();
@@ -355,7 +362,7 @@ void PagedKVCache::Reservation::end(std::int64_t advance) noexcept {
 void PagedKVCache::Reservation::write_token(std::int64_t batch_index, std::int64_t token, std::int64_t layer,
                                             const TensorView& k, const TensorView& v) {
   const frontend::ArgChecker check = checker("Reservation::write_token");
-  check.require(active(), "the reservation is no longer active (committed or cancelled)");
+  check.require(active(), [&] { return "the reservation is no longer active (committed or cancelled)"; });
   const PagedKVCacheConfig& c = cache_->config_;
   check_index(check, "batch_index", batch_index, tables_.batch());
   check_index(check, "token", token, num_new_tokens_);
@@ -378,12 +385,16 @@ void PagedKVCache::Reservation::write_token(std::int64_t batch_index, std::int64
 }
 
 void PagedKVCache::Reservation::commit() {
-  checker("Reservation::commit").require(active(), "the reservation is no longer active (committed or cancelled)");
+  checker("Reservation::commit").require(active(), [&] {
+    return "the reservation is no longer active (committed or cancelled)";
+  });
   end(num_new_tokens_);
 }
 
 void PagedKVCache::Reservation::cancel() {
-  checker("Reservation::cancel").require(active(), "the reservation is no longer active (committed or cancelled)");
+  checker("Reservation::cancel").require(active(), [&] {
+    return "the reservation is no longer active (committed or cancelled)";
+  });
   end(0);
 }
 

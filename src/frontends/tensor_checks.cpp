@@ -113,48 +113,60 @@ std::string shape_string(std::initializer_list<std::int64_t> shape) {
 void ArgChecker::fail(const std::string& message) const { throw Error(function_ + ": " + message); }
 
 void ArgChecker::tensor(const TensorView& t, const std::string& name, int rank) const {
-  require(t.present(), name + " is missing");
-  require(t.data != nullptr, name + " has a null data pointer");
-  require(t.rank == rank, name + " has rank " + str(t.rank) + ", expected " + str(rank) + shape_suffix(t));
+  require(t.present(), [&] { return name + " is missing"; });
+  require(t.data != nullptr, [&] { return name + " has a null data pointer"; });
+  require(t.rank == rank,
+          [&] { return name + " has rank " + str(t.rank) + ", expected " + str(rank) + shape_suffix(t); });
   std::int64_t last_offset = 0, numel = 1;
   for (int d = 0; d < t.rank; ++d) {
-    require(t.shape[d] >= 0,
-            name + " has size " + str(t.shape[d]) + " in dimension " + str(d) + ", expected a size >= 0");
-    require(t.stride[d] >= 0,
-            name + " has stride " + str(t.stride[d]) + " in dimension " + str(d) + ", expected a stride >= 0");
+    require(t.shape[d] >= 0, [&] {
+      return name + " has size " + str(t.shape[d]) + " in dimension " + str(d) + ", expected a size >= 0";
+    });
+    require(t.stride[d] >= 0, [&] {
+      return name + " has stride " + str(t.stride[d]) + " in dimension " + str(d) + ", expected a stride >= 0";
+    });
     std::int64_t span = 0;
     const bool overflow = t.shape[d] > 0 && (__builtin_mul_overflow(t.shape[d] - 1, t.stride[d], &span) ||
                                              __builtin_add_overflow(last_offset, span, &last_offset));
-    require(!overflow, name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
-                           " spans more elements than int64 can index");
+    require(!overflow, [&] {
+      return name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
+             " spans more elements than int64 can index";
+    });
     require(!__builtin_mul_overflow(numel, t.shape[d], &numel),
-            name + " with shape " + t.shape_string() + " has more elements than int64 can count");
+            [&] { return name + " with shape " + t.shape_string() + " has more elements than int64 can count"; });
   }
   std::int64_t end = 0, bytes = 0;
   require(!__builtin_add_overflow(last_offset, 1, &end) && !__builtin_mul_overflow(end, dtype_size(t.dtype), &bytes),
-          name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
-              " spans more bytes than int64 can index");
+          [&] {
+            return name + " with shape " + t.shape_string() + " and strides " + strides_string(t) +
+                   " spans more bytes than int64 can index";
+          });
 }
 
 void ArgChecker::rows_tensor(const TensorView& t, const std::string& name, int rank) const {
   tensor(t, name, rank);
-  require(t.stride[rank - 1] == 1 || t.shape[rank - 1] <= 1,
-          name + " must be contiguous in its last dimension, expected stride 1, got " + str(t.stride[rank - 1]));
+  require(t.stride[rank - 1] == 1 || t.shape[rank - 1] <= 1, [&] {
+    return name + " must be contiguous in its last dimension, expected stride 1, got " + str(t.stride[rank - 1]);
+  });
 }
 
 void ArgChecker::output_tensor(const TensorView& t, const std::string& name, int rank) const {
   rows_tensor(t, name, rank);
-  require(!self_overlapping(Dims(t)), name + " has overlapping elements (shape " + t.shape_string() + ", strides " +
-                                          strides_string(t) + "), expected every element at its own address");
+  require(!self_overlapping(Dims(t)), [&] {
+    return name + " has overlapping elements (shape " + t.shape_string() + ", strides " + strides_string(t) +
+           "), expected every element at its own address";
+  });
 }
 
 void ArgChecker::dtype(const TensorView& t, const std::string& name, DType expected) const {
-  require(t.dtype == expected,
-          name + " has dtype " + std::string(dtype_name(t.dtype)) + ", expected " + std::string(dtype_name(expected)));
+  require(t.dtype == expected, [&] {
+    return name + " has dtype " + std::string(dtype_name(t.dtype)) + ", expected " + std::string(dtype_name(expected));
+  });
 }
 
 void ArgChecker::device(const TensorView& t, const std::string& name, const Device& expected) const {
-  require(t.device == expected, name + " is on " + device_string(t.device) + ", expected " + device_string(expected));
+  require(t.device == expected,
+          [&] { return name + " is on " + device_string(t.device) + ", expected " + device_string(expected); });
 }
 
 void ArgChecker::shape(const TensorView& t, const std::string& name,
@@ -162,14 +174,18 @@ void ArgChecker::shape(const TensorView& t, const std::string& name,
   bool same = static_cast<int>(expected.size()) == t.rank;
   int d = 0;
   for (std::int64_t s : expected) same = same && t.shape[d++] == s;
-  require(same, name + " has shape " + (t.rank >= 0 && t.rank <= kMaxRank ? t.shape_string() : "?") + ", expected " +
-                    shape_string(expected));
+  require(same, [&] {
+    return name + " has shape " + (t.rank >= 0 && t.rank <= kMaxRank ? t.shape_string() : "?") + ", expected " +
+           shape_string(expected);
+  });
 }
 
 void ArgChecker::sizes_at_least(const TensorView& t, const std::string& name, std::int64_t min) const {
   for (int d = 0; d < t.rank; ++d) {
-    require(t.shape[d] >= min, name + " has size " + std::to_string(t.shape[d]) + " in dimension " + std::to_string(d) +
-                                   " (shape " + t.shape_string() + "), expected at least " + std::to_string(min));
+    require(t.shape[d] >= min, [&] {
+      return name + " has size " + std::to_string(t.shape[d]) + " in dimension " + std::to_string(d) + " (shape " +
+             t.shape_string() + "), expected at least " + std::to_string(min);
+    });
   }
 }
 

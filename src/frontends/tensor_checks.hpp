@@ -23,8 +23,11 @@ class ArgChecker {
   explicit ArgChecker(std::string function) : function_(std::move(function)) {}
 
   [[noreturn]] void fail(const std::string& message) const;
-  void require(bool ok, const std::string& message) const {
-    if (!ok) fail(message);
+  // The message is built only on failure (a callable returning it): the
+  // checks run on every call, and building their strings cost ~30 us a call.
+  template <class Message>
+  void require(bool ok, Message&& message) const {
+    if (!ok) fail(message());
   }
 
   // Present, non-null data, rank as given, sizes and strides >= 0, element
