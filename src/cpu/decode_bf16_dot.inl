@@ -19,7 +19,7 @@ struct DecodeKernel<Bf16DotMath> {
     const auto* k = static_cast<const std::uint16_t*>(t.k);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
       for (std::int64_t j = j0; j < std::min(j0 + kKeys, t.n); ++j) prefetch_value_row(t, j);
-      const std::uint16_t* rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
+      const std::uint16_t* rows[kKeys];  // past the tile's end: repeat its last key (score set to -inf by the caller)
       for (int r = 0; r < kKeys; ++r) rows[r] = k + t.k_at[j0 + std::min<std::int64_t>(r, t.n - 1 - j0)];
       Vec::Reg acc[kW];
       for (int i = 0; i < kW; ++i) acc[i] = Vec::zero();
@@ -34,11 +34,11 @@ struct DecodeKernel<Bf16DotMath> {
       std::int64_t c = 0;
       for (; c + 32 <= head_dim; c += 32) step(c, load32);
       if (c < head_dim) step(c, load16);
-      store_decode_scores<Lanes>(Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)), j0, t.n, st);
+      Vec::store(st + j0 * Lanes, Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)));
     }
   }
 
-  // As DecodeKernel<F32Math>::values; pt: P^T as (n_pad / 2, kW, 2) bf16 pairs.
+  // As DecodeKernel<F32Math>::values; pt: P as (key pairs, Lanes, 2) bf16.
   template <DType, int Lanes>
   static void values(const DecodeTile& t, const std::uint16_t* pt, const float* alpha, std::int64_t head_dim_v,
                      float* o, std::int64_t o_row) {
@@ -56,7 +56,7 @@ struct DecodeKernel<Bf16DotMath> {
             key_pairs<Chunks>(a, b, pairs);
             for (int l = 0; l < kLanes; ++l) {
               std::int32_t p;
-              std::memcpy(&p, pt + j * kW + 2 * (l0 + l), sizeof p);
+              std::memcpy(&p, pt + j * Lanes + 2 * (l0 + l), sizeof p);
               const __m512i pp = _mm512_set1_epi32(p);
               for (int c = 0; c < Chunks; ++c) acc[l][c] = dot(acc[l][c], pp, pairs[c]);
             }

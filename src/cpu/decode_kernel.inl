@@ -9,9 +9,12 @@
 // once, straight from the cache (converted on load), and every lane is work:
 //   S:  per (key, query lane) pair a vector of partial q.k sums; kW of them
 //       at a time become one vector of scores by Vec::transpose_sum, stored
-//       into the shared S^T layout (so the score hooks, the online softmax
-//       and dropout stay the tile loop's own);
-//   O:  O[lane] += P^T[j][lane] * V[j], V rows as vectors, blocked over
+//       packed: with L = the item's lanes rounded up to a power of two, a
+//       vector holds kW / L keys x L lanes, key-major (S^T itself when
+//       L = kW). The score hooks, the online softmax and the P rounding are
+//       the tile loop's own, run over vectors of this layout: a GQA-4 decode
+//       item pays them once per 4 keys, not per key on 4 real lanes of 16;
+//   O:  O[lane] += P[j][lane] * V[j], V rows as vectors, blocked over
 //       lanes and head_dim chunks, the tile's sum merged as alpha O + sum.
 // The caller gives the rows as element offsets (core::key_offsets) into
 // the k and v tensors; no row past the tile's n keys is read.
@@ -107,16 +110,6 @@ inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
 constexpr int kDecodeLanes = kW >= 16 ? 4 : 2;
 constexpr int kDecodeChunks = 4;
 
-// The kW scores of keys [j0, j0 + kW / Lanes) x lanes [0, Lanes) (key-major
-// in s) into their S^T rows; rows at or past n are not stored.
-template <int Lanes>
-inline void store_decode_scores(Vec::Reg s, std::int64_t j0, std::int64_t n, float* st) {
-  alignas(64) float lanes[kW];
-  Vec::store(lanes, s);
-  for (int r = 0; r < kW / Lanes && j0 + r < n; ++r)
-    std::memcpy(st + (j0 + r) * kW, lanes + r * Lanes, Lanes * sizeof(float));
-}
-
 // o = alpha o + acc over a block of lanes x chunks (o rows of o_row floats).
 template <int Lanes, int Chunks>
 inline void merge_decode_block(const Vec::Reg (&acc)[Lanes][Chunks], const float* alpha, float* o,
@@ -134,9 +127,10 @@ inline void merge_decode_block(const Vec::Reg (&acc)[Lanes][Chunks], const float
 template <class Math>
 struct DecodeKernel {
   static_assert(std::is_same_v<Math, F32Math>, "other math paths specialise DecodeKernel");
-  // S^T rows [0, n) of the tile, lanes [0, Lanes): st[j * kW + lane] =
-  // scale * q[lane] . k[j]. q: (Lanes, head_dim) rows of q_row floats;
-  // head_dim is a multiple of kW.
+  // Scores of keys [0, n) of the tile, lanes [0, Lanes), packed:
+  // st[j * Lanes + lane] = scale * q[lane] . k[j] (the vectors past key n
+  // are the caller's; keys past n in the last one are finite). q: (Lanes,
+  // head_dim) rows of q_row floats; head_dim is a multiple of kW.
   template <DType T, int Lanes>
   static void scores(const DecodeTile& t, const float* q, std::int64_t q_row, std::int64_t head_dim, float scale,
                      float* st) {
@@ -144,7 +138,7 @@ struct DecodeKernel {
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
       for (std::int64_t j = j0; j < std::min(j0 + kKeys, t.n); ++j) prefetch_value_row(t, j);
       const std::int64_t* at = t.k_at + j0;
-      std::int64_t rows[kKeys];  // past the tile's end: repeat its last key (computed, never stored)
+      std::int64_t rows[kKeys];  // past the tile's end: repeat its last key (score set to -inf by the caller)
       for (int r = 0; r < kKeys; ++r) rows[r] = at[std::min<std::int64_t>(r, t.n - 1 - j0)];
       Vec::Reg acc[kW];
       for (int i = 0; i < kW; ++i) acc[i] = Vec::zero();
@@ -156,11 +150,11 @@ struct DecodeKernel {
           for (int r = 0; r < kKeys; ++r) acc[r * Lanes + l] = Vec::fmadd(k[r], ql, acc[r * Lanes + l]);
         }
       }
-      store_decode_scores<Lanes>(Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)), j0, t.n, st);
+      Vec::store(st + j0 * Lanes, Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)));
     }
   }
 
-  // o[lane] = alpha[lane] o[lane] + sum_j pt[j * kW + lane] V[j] for the
+  // o[lane] = alpha[lane] o[lane] + sum_j pt[j * Lanes + lane] V[j] for the
   // lanes [0, Lanes); o: (Lanes, head_dim_v) rows of o_row floats;
   // head_dim_v is a multiple of kW.
   template <DType T, int Lanes>
@@ -179,7 +173,7 @@ struct DecodeKernel {
             Vec::Reg v[Chunks];
             for (int c = 0; c < Chunks; ++c) v[c] = load_as_f32<T>(t.v, t.v_at[j] + c0 + c * kW);
             for (int l = 0; l < kLanes; ++l) {
-              const Vec::Reg p = Vec::set1(pt[j * kW + l0 + l]);
+              const Vec::Reg p = Vec::set1(pt[j * Lanes + l0 + l]);
               for (int c = 0; c < Chunks; ++c) acc[l][c] = Vec::fmadd(p, v[c], acc[l][c]);
             }
           }

@@ -17,7 +17,8 @@
 // then out = O / l / (1 - p_drop), lse = m + log l.
 // Calls whose items fit one vector of lanes (decoding) run the two products
 // in the decode layout instead (decode_kernel.inl): K and V unpacked, Q and O
-// by rows; everything between the products is shared.
+// by rows, S packed (keys x lanes in a vector); everything between the
+// products is shared, run over the packed vectors.
 
 #include "cpu/split_kv.inl"
 
@@ -121,8 +122,6 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
     }
   }
   std::memset(ws.ot, 0, round_up(w.lane_slots(), kW) * d.dv_pad * sizeof(float));
-  // The decode scores fill only the item's lanes of S^T: the others stay finite.
-  if (d.decode) std::memset(ws.st, 0, d.k_cols * kW * sizeof(float));
 }
 
 // Keys [key_begin, key_begin + n) of the item's kv head made ready for the
@@ -146,6 +145,13 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
   auto value_row = [&](std::int64_t j) { return element_at(p.v, p.dtype, ws.v_at[j]); };
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
+
+// Decode layout: lanes per packed group (the item's lanes rounded up to a
+// power of two, as with_lanes picks its kernels), kW / L keys per vector.
+inline int decode_lanes(const WorkItem& w) { return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes()))); }
+
+// Vectors of a decode tile of n keys: whole ones, an even count (bf16 pairs).
+inline std::int64_t decode_rows(std::int64_t n, int lanes) { return round_up((n * lanes + kW - 1) / kW, 2); }
 
 // The decode kernels' view of the tile for the block's kv head, with the K
 // rows its values pass requests: the next block's, or after the item's last
@@ -209,6 +215,28 @@ inline Vec::Reg hook_scores(const AttentionParams& p, bool masked, Vec::Reg x, s
   return x;
 }
 
+// The score hooks on a decode block's packed scores (keys [0, n)): lane k
+// of a vector is lane k % L of key j0 + k / L, so its hook inputs are the
+// lane's with the tile range and alibi origin moved by -(k / L): then
+// hook_scores tests key j0 against them as it tests key j in S^T.
+template <class Math>
+inline void apply_decode_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
+                               bool masked, int lanes, Workspace<Math>& ws) {
+  set_tile_hooks(w, block.first_lane, lanes, key_begin, n, masked, ws);
+  for (int k = kW - 1; k >= 0; --k) {  // downwards: lane k % L <= k is read before it is written
+    const int from = k % lanes, slot = k / lanes;
+    if (masked) ws.tile_begin[k] = ws.tile_begin[from] - slot, ws.tile_end[k] = ws.tile_end[from] - slot;
+    if (w.p->alibi_slopes) ws.alibi_origin[k] = ws.alibi_origin[from] - static_cast<float>(slot);
+    ws.tile_slope[k] = ws.slope[block.first_lane + from];
+  }
+  const std::int64_t keys = kW / lanes;
+  for (std::int64_t j0 = 0; j0 < n; j0 += keys) {
+    float* s = ws.st + j0 * lanes;
+    Vec::store(s, hook_scores(*w.p, masked, Vec::load(s), j0, ws.tile_slope, ws.alibi_origin, ws.tile_begin,
+                              ws.tile_end));
+  }
+}
+
 // The score hooks on the block's scaled scores.
 template <class Math>
 inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
@@ -233,11 +261,18 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
+  const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
   if (d.decode) {
     with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
       DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(w, d, block, n, ws), ws.qt + first * d.d_pad,
                                                     d.d_pad, p.head_dim, p.softmax_scale, ws.st);
     });
+    const int lanes = decode_lanes(w);
+    if (masked || p.softcap > 0 || p.alibi_slopes) apply_decode_hooks(w, block, key_begin, n, masked, lanes, ws);
+    const std::int64_t keys = kW / lanes;  // -inf from key n on: the last vector's tail, whole vectors after it
+    for (std::int64_t v = n / keys; v < decode_rows(n, lanes); ++v)
+      Vec::store(ws.st + v * kW, Vec::keep_first(Vec::load(ws.st + v * kW), static_cast<int>((n - v * keys) * lanes)));
+    return;
   } else {
     with_cols(block.cols, [&]<int Cols>() {
       score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
@@ -245,18 +280,30 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
     });
   }
 
-  const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
   if (masked || p.softcap > 0 || p.alibi_slopes) apply_score_hooks(w, block, key_begin, n, masked, ws);
   for (std::int64_t j = n; j < n_pad; ++j)
     for (std::int64_t v = 0; v < width; v += kW) Vec::store(ws.st + j * width + v, Vec::set1(kNegInf));
 }
 
+// The max (sum) of x's lanes i, i ^ L, i ^ 2L, .. (< kW) in lane i: every
+// lane of a packed decode vector gets it over its lane's key slots (L = kW:
+// x itself). Not one function taking a lambda: lambdas get no ISA target.
+inline Vec::Reg max_over_slots(Vec::Reg x, int lanes) {
+  for (int dist = lanes; dist < kW; dist *= 2) x = Vec::max(x, Vec::swap_lanes(x, dist));
+  return x;
+}
+inline Vec::Reg sum_over_slots(Vec::Reg x, int lanes) {
+  for (int dist = lanes; dist < kW; dist *= 2) x = Vec::add(x, Vec::swap_lanes(x, dist));
+  return x;
+}
+
 // Online-softmax step of one lane block: S^T becomes unnormalised P^T, the
 // running max and sum move, and ws.alpha gets e^(old max - new max) per lane
 // (exactly 1 where the max did not move, so a tile that keeps nothing
-// changes nothing; 0 while a lane has kept nothing yet).
+// changes nothing; 0 while a lane has kept nothing yet). Decode: n_pad
+// packed vectors of slot_lanes lanes; m, l and alpha repeat over the slots.
 template <class Math>
-inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<Math>& ws) {
+inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<Math>& ws, int slot_lanes = kW) {
   const std::int64_t width = block.cols * kW;
   for (std::int64_t v = 0; v < width; v += kW) {
     float* m = ws.row_max + block.first_lane + v;
@@ -264,6 +311,7 @@ inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<
     const Vec::Reg old_max = Vec::load(m);
     Vec::Reg new_max = old_max;
     for (std::int64_t j = 0; j < n_pad; ++j) new_max = Vec::max(new_max, Vec::load(ws.st + j * width + v));
+    new_max = max_over_slots(new_max, slot_lanes);
     const Vec::Reg shift = Vec::neg_inf_to_zero(new_max);  // all -inf so far: e^(-inf - 0) = 0
     const Vec::Reg alpha = Vec::exp(Vec::sub(old_max, shift));
     Vec::Reg sum = Vec::zero();
@@ -273,6 +321,7 @@ inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<
       Vec::store(s, e);
       sum = Vec::add(sum, e);
     }
+    sum = sum_over_slots(sum, slot_lanes);
     Vec::store(l, Vec::fmadd(alpha, Vec::load(l), sum));
     Vec::store(m, new_max);
     Vec::store(ws.alpha + v, alpha);
@@ -390,13 +439,15 @@ template <class Math>
 inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
                          std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws, bool stats_only) {
   score_block(w, d, block, key_begin, n, n_pad, ws);
-  softmax_block(block, n_pad, ws);
+  const int lanes = d.decode ? decode_lanes(w) : kW;  // of a packed group
+  const std::int64_t rows = d.decode ? decode_rows(n, lanes) : n_pad;
+  softmax_block(block, rows, ws, lanes);
   if constexpr (std::is_same_v<Math, F32Math>) {
     if (stats_only) return stats_block(w, d, block, key_begin, n, n_pad, ws);
   }
   if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
   const std::int64_t width = block.cols * kW;
-  const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
+  const typename Math::Elem* pt = Math::probabilities(ws.st, rows, width, ws.pt, lanes);
   if (d.decode) {
     return with_decode_variant<Math>(w.p->dtype, w.lanes(), [&]<DType T, int Lanes>() {
       DecodeKernel<Math>::template values<T, Lanes>(decode_tile(w, d, block, n, ws), pt, ws.alpha,
@@ -523,11 +574,13 @@ inline void zero_probs(const AttentionParams& p) {
 
 // The decode layout serves calls whose items all fit one vector of lanes,
 // with head dims in whole vectors; not the statistics pass (its dO^T
-// products are lane-major). tiles.rows is seqlen_q whenever seqlen_q x group
-// <= kW (choose_tile_shape never goes below a lane block), so the choice
-// does not depend on the thread count.
+// products are lane-major), dropout or returned probabilities (both walk
+// S^T rows; decoding uses neither). tiles.rows is seqlen_q whenever
+// seqlen_q x group <= kW (choose_tile_shape never goes below a lane block),
+// so the choice does not depend on the thread count.
 inline bool decode_layout(const AttentionParams& p, const TileShape& tiles, bool stats) {
-  return !stats && tiles.rows * (p.heads_q / p.heads_kv) <= kW && p.head_dim % kW == 0 && p.head_dim_v % kW == 0;
+  return !stats && p.dropout_p == 0 && !p.probs && tiles.rows * (p.heads_q / p.heads_kv) <= kW &&
+         p.head_dim % kW == 0 && p.head_dim_v % kW == 0;
 }
 
 inline TileShape tile_shape(const AttentionParams& p, const ExecConfig& exec) {

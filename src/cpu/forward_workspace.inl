@@ -69,7 +69,7 @@ class Workspace {
   Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
   Elem* kp;                   // (k_cols, d_pad)    K, row by row
   Elem* vp;                   // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
-  float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block
+  float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: packed
   Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
   float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
   std::int64_t* k_at;         // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
@@ -90,6 +90,7 @@ class Workspace {
   LaneBlock* blocks;          // (lanes_pad / kW)
   float* alpha;               // (kMaxBlockLanes) rescale of O for the current tile
   float* alibi_origin;        // (kMaxBlockLanes) the diagonal's key index, relative to the tile
+  float* tile_slope;          // (kMaxBlockLanes) decode: the slopes of the packed lanes
   std::int32_t* tile_begin;   // (kMaxBlockLanes) kept keys relative to the tile
   std::int32_t* tile_end;     // (kMaxBlockLanes)
 
@@ -122,6 +123,7 @@ class Workspace {
     blocks = take<LaneBlock>(at, d.lanes_pad / kW);
     alpha = take<float>(at, kMaxBlockLanes);
     alibi_origin = take<float>(at, kMaxBlockLanes);
+    tile_slope = take<float>(at, kMaxBlockLanes);
     tile_begin = take<std::int32_t>(at, kMaxBlockLanes);
     tile_end = take<std::int32_t>(at, kMaxBlockLanes);
     return at;

@@ -51,6 +51,20 @@ struct Vec {
     const Reg bit = set1(-0.0f);
     return _mm256_or_ps(_mm256_and_ps(bit, sign), _mm256_andnot_ps(bit, magnitude));
   }
+  // Lane i = x[i ^ dist], dist a power of two below kWidth.
+  static Reg swap_lanes(Reg x, int dist) {
+    switch (dist) {
+      case 4: return _mm256_permute2f128_ps(x, x, 1);
+      case 2: return _mm256_permute_ps(x, 0x4E);
+      default: return _mm256_permute_ps(x, 0xB1);
+    }
+  }
+  // Lanes [0, count) of x, the others -inf.
+  static Reg keep_first(Reg x, int count) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const Reg keep = _mm256_castsi256_ps(_mm256_cmpgt_epi32(_mm256_set1_epi32(count), lane));
+    return _mm256_blendv_ps(set1(-INFINITY), x, keep);
+  }
   static float reduce_max(Reg x) {
     __m128 m = _mm_max_ps(_mm256_castps256_ps128(x), _mm256_extractf128_ps(x, 1));
     m = _mm_max_ps(m, _mm_movehl_ps(m, m));

@@ -58,6 +58,20 @@ struct Vec {
                                                          bit, 0xe4));  // bit ? sign : magnitude
   }
   static float reduce_max(Reg x) { return _mm512_reduce_max_ps(x); }
+  // Lane i = x[i ^ dist], dist a power of two below kWidth.
+  static Reg swap_lanes(Reg x, int dist) {
+    switch (dist) {
+      case 8: return _mm512_shuffle_f32x4(x, x, 0x4E);
+      case 4: return _mm512_shuffle_f32x4(x, x, 0xB1);
+      case 2: return _mm512_permute_ps(x, 0x4E);
+      default: return _mm512_permute_ps(x, 0xB1);
+    }
+  }
+  // Lanes [0, count) of x, the others -inf.
+  static Reg keep_first(Reg x, int count) {
+    const __mmask16 keep = count >= kWidth ? 0xFFFF : static_cast<__mmask16>((1u << std::max(count, 0)) - 1);
+    return _mm512_mask_blend_ps(keep, set1(-INFINITY), x);
+  }
   static float reduce_add(Reg x) { return _mm512_reduce_add_ps(x); }
   // Lane i = the sum of v[i]'s lanes: 16 horizontal sums in 45 shuffles and
   // adds (pairs, then 64-bit halves, then 128-bit blocks twice).

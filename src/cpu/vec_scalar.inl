@@ -36,6 +36,8 @@ struct Vec {
     return (*begin <= j && j < *end) ? s : -INFINITY;
   }
   static float reduce_max(Reg x) { return x; }
+  static Reg swap_lanes(Reg x, int) { return x; }  // never called: one lane, no dist below kWidth
+  static Reg keep_first(Reg x, int count) { return count > 0 ? x : -INFINITY; }
   static float reduce_add(Reg x) { return x; }
   static Reg transpose_sum(const Reg (&v)[kWidth]) { return v[0]; }
   static Reg load_bf16(const std::uint16_t* p) { return to_float(bfloat16{*p}); }

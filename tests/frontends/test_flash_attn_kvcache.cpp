@@ -99,6 +99,12 @@ std::vector<CacheCase> grid() {
        .head_dim = 80, .cache_lens = {301, 6}, .page_size = 3, .causal = true},
       {.name = "decode_layout_f16_d48_1lane", .dtype = DType::f16, .seqlen_q = 1, .heads = 3, .heads_kv = 3,
        .head_dim = 48, .cache_lens = {133, 1}, .alibi = true, .softcap = 3.0f},
+      // Packed scores (several keys per vector) under a window's left edge,
+      // which falls inside a vector: 4 lanes x 4 keys, 8 lanes x 2 keys.
+      {.name = "decode_layout_bf16_gqa4_window_alibi", .dtype = DType::bf16, .seqlen_q = 1, .heads = 8,
+       .heads_kv = 2, .cache_lens = {301, 77}, .page_size = 16, .window = {50, 0}, .alibi = true},
+      {.name = "decode_layout_f32_sq3_window_softcap", .seqlen_q = 3, .heads = 4, .heads_kv = 2,
+       .cache_lens = {190, 45}, .window = {37, 3}, .softcap = 4.0f},
       {.name = "empty_cache_rows", .seqlen_q = 3, .heads = 2, .heads_kv = 2, .cache_lens = {0, 4}, .causal = true},
   };
 }
