@@ -27,8 +27,8 @@
 // block's V rows, the values pass the next block's K rows or, after the
 // last block, the next tile's first): the requests run one pass (~32 KiB at
 // head_dim 128) ahead of the loads. Requesting a whole tile of all heads
-// ahead instead (~512 KiB) measured ~1.7x slower on the 2-thread DRAM row:
-// the lines come back too early and leave L1 before their use.
+// ahead instead (~512 KiB) measured slower: 23 against 28 GB/s on the
+// 2-thread bf16 DRAM row (BENCHMARKS.md).
 struct DecodeTile {
   const void* k;             // k and v, moved to the block's kv head
   const void* v;
