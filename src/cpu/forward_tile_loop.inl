@@ -148,7 +148,9 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
 
 // Decode layout: lanes per packed group (the item's lanes rounded up to a
 // power of two, as with_lanes picks its kernels), kW / L keys per vector.
-inline int decode_lanes(const WorkItem& w) { return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes()))); }
+inline int decode_lanes(const WorkItem& w) {
+  return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes())));
+}
 
 // Vectors of a decode tile of n keys: whole ones, an even count (bf16 pairs).
 inline std::int64_t decode_rows(std::int64_t n, int lanes) { return round_up((n * lanes + kW - 1) / kW, 2); }
@@ -252,34 +254,40 @@ inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::in
   }
 }
 
+// A decode block's packed scores of keys [0, n), with every score hook
+// applied: -inf from key n on (the last vector's tail, whole vectors after
+// it up to decode_rows).
+template <class Math>
+inline void score_decode_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block,
+                               std::int64_t key_begin, std::int64_t n, bool masked, Workspace<Math>& ws) {
+  const AttentionParams& p = *w.p;
+  with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
+    DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(w, d, block, n, ws), ws.qt + block.first_lane * d.d_pad,
+                                                  d.d_pad, p.head_dim, p.softmax_scale, ws.st);
+  });
+  const int lanes = decode_lanes(w);
+  if (masked || p.softcap > 0 || p.alibi_slopes) apply_decode_hooks(w, block, key_begin, n, masked, lanes, ws);
+  const std::int64_t keys = kW / lanes, rows = decode_rows(n, lanes);
+  for (std::int64_t v = n / keys; v < rows; ++v)
+    Vec::store(ws.st + v * kW, Vec::keep_first(Vec::load(ws.st + v * kW), static_cast<int>((n - v * keys) * lanes)));
+}
+
 // S^T of one lane block against the packed tile, with every score hook
-// applied: -inf where masked and in the key rows [n, n_pad).
+// applied: -inf where masked and in the key rows [n, n_pad). Decode: the
+// packed scores (score_decode_block).
 template <class Math>
 inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
                         std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
-  // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
-  if (d.decode) {
-    with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
-      DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(w, d, block, n, ws), ws.qt + first * d.d_pad,
-                                                    d.d_pad, p.head_dim, p.softmax_scale, ws.st);
-    });
-    const int lanes = decode_lanes(w);
-    if (masked || p.softcap > 0 || p.alibi_slopes) apply_decode_hooks(w, block, key_begin, n, masked, lanes, ws);
-    const std::int64_t keys = kW / lanes;  // -inf from key n on: the last vector's tail, whole vectors after it
-    for (std::int64_t v = n / keys; v < decode_rows(n, lanes); ++v)
-      Vec::store(ws.st + v * kW, Vec::keep_first(Vec::load(ws.st + v * kW), static_cast<int>((n - v * keys) * lanes)));
-    return;
-  } else {
-    with_cols(block.cols, [&]<int Cols>() {
-      score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
-                                p.softmax_scale);
-    });
-  }
-
+  if (d.decode) return score_decode_block(w, d, block, key_begin, n, masked, ws);
+  // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
+  with_cols(block.cols, [&]<int Cols>() {
+    score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
+                              p.softmax_scale);
+  });
   if (masked || p.softcap > 0 || p.alibi_slopes) apply_score_hooks(w, block, key_begin, n, masked, ws);
   for (std::int64_t j = n; j < n_pad; ++j)
     for (std::int64_t v = 0; v < width; v += kW) Vec::store(ws.st + j * width + v, Vec::set1(kNegInf));
