@@ -15,20 +15,6 @@
 alignas(64) constexpr std::uint16_t kPairLow[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                                     8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
 
-// The permutations of probabilities(): for L = 1, 2, 4, 8, 16 lanes, element
-// 2 (q L + l) + t of the pair is element (2 q + t) L + l of two rows of 16.
-constexpr std::array<std::array<std::uint16_t, 32>, 5> pair_orders() {
-  std::array<std::array<std::uint16_t, 32>, 5> orders{};
-  for (int s = 0; s < 5; ++s) {
-    const int lanes = 1 << s, keys = 16 / lanes;
-    for (int q = 0; q < keys; ++q)
-      for (int l = 0; l < lanes; ++l)
-        for (int t = 0; t < 2; ++t)
-          orders[s][2 * (q * lanes + l) + t] = static_cast<std::uint16_t>((2 * q + t) * lanes + l);
-  }
-  return orders;
-}
-
 struct Bf16DotMath {
   using Elem = std::uint16_t;  // bf16 bits
   static constexpr int kPack = 2;
@@ -75,13 +61,11 @@ struct Bf16DotMath {
   }
 
   // P^T (key_rows x lanes, fp32, row stride lanes) -> (key_rows / 2, lanes, 2) bf16.
-  // With slot_lanes L < 16 (the decode layout) each row of 16 holds 16 / L
-  // keys x L lanes, key-major; then every pair of rows becomes 16 dwords
-  // (P[2q][l], P[2q + 1][l]) at dword q L + l: pairs of keys, lane-minor.
-  static const Elem* probabilities(const float* st, std::int64_t key_rows, std::int64_t lanes, Elem* pt,
-                                   int slot_lanes) {
-    static constexpr auto kOrders = pair_orders();
-    const __m512i order = _mm512_loadu_si512(kOrders[std::countr_zero(static_cast<unsigned>(slot_lanes))].data());
+  static const Elem* probabilities(const float* st, std::int64_t key_rows, std::int64_t lanes, Elem* pt) {
+    alignas(64) static constexpr std::uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
+                                                                  21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26,
+                                                                  11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+    const __m512i order = _mm512_load_si512(kInterleave);
     for (std::int64_t j = 0; j < key_rows; j += 2)
       for (std::int64_t l = 0; l < lanes; l += 16) {
         // Low half: row j, high half: row j + 1; then interleave into pairs.

@@ -155,28 +155,26 @@ inline int decode_lanes(const WorkItem& w) {
 // Vectors of a decode tile of n keys: whole ones, an even count (bf16 pairs).
 inline std::int64_t decode_rows(std::int64_t n, int lanes) { return round_up((n * lanes + kW - 1) / kW, 2); }
 
-// The decode kernels' view of the tile for the block's kv head, with the K
-// rows its values pass requests: the next block's, or after the item's last
-// kv head the next tile's rows of its first.
+// The decode kernels' view of the tile: every kv head of the item, and the
+// next tile's keys (prepare_tile) that the values pass requests at its end.
 template <class Math>
-inline DecodeTile decode_tile(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t n,
-                              const Workspace<Math>& ws) {
+inline DecodeTile decode_tile(const WorkItem& w, const ForwardDims& d, std::int64_t n, const Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
   const std::int64_t bytes = dtype_size(p.dtype);
-  const char* k = static_cast<const char*>(p.k);
   DecodeTile t;
-  t.k = k + block.kv_head * p.k_stride.head * bytes;
-  t.v = static_cast<const char*>(p.v) + block.kv_head * p.v_stride.head * bytes;
+  t.k = static_cast<const char*>(p.k);
+  t.v = static_cast<const char*>(p.v);
   t.k_at = ws.k_at;
   t.v_at = ws.v_at;
   t.n = n;
+  t.heads = w.kv_heads;
+  t.k_head_bytes = p.k_stride.head * bytes;
+  t.v_head_bytes = p.v_stride.head * bytes;
   t.k_row_bytes = p.head_dim * bytes;
   t.v_row_bytes = p.head_dim_v * bytes;
+  t.next_k_at = ws.k_at + d.k_cols;
+  t.next_n = ws.next_n;
   t.element_bytes = bytes;
-  const bool last = block.kv_head + 1 == w.kv_heads;
-  t.next_k = last ? k : k + (block.kv_head + 1) * p.k_stride.head * bytes;
-  t.next_k_at = last ? ws.k_at + d.k_cols : ws.k_at;
-  t.next_n = last ? ws.next_n : n;
   return t;
 }
 
@@ -223,7 +221,7 @@ inline Vec::Reg hook_scores(const AttentionParams& p, bool masked, Vec::Reg x, s
 // hook_scores tests key j0 against them as it tests key j in S^T.
 template <class Math>
 inline void apply_decode_hooks(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
-                               bool masked, int lanes, Workspace<Math>& ws) {
+                               bool masked, int lanes, float* st, Workspace<Math>& ws) {
   set_tile_hooks(w, block.first_lane, lanes, key_begin, n, masked, ws);
   for (int k = kW - 1; k >= 0; --k) {  // downwards: lane k % L <= k is read before it is written
     const int from = k % lanes, slot = k / lanes;
@@ -233,7 +231,7 @@ inline void apply_decode_hooks(const WorkItem& w, const LaneBlock& block, std::i
   }
   const std::int64_t keys = kW / lanes;
   for (std::int64_t j0 = 0; j0 < n; j0 += keys) {
-    float* s = ws.st + j0 * lanes;
+    float* s = st + j0 * lanes;
     Vec::store(s, hook_scores(*w.p, masked, Vec::load(s), j0, ws.tile_slope, ws.alibi_origin, ws.tile_begin,
                               ws.tile_end));
   }
@@ -254,27 +252,21 @@ inline void apply_score_hooks(const WorkItem& w, const LaneBlock& block, std::in
   }
 }
 
-// A decode block's packed scores of keys [0, n), with every score hook
+// A decode block's packed scores of keys [0, n) (st) with every score hook
 // applied: -inf from key n on (the last vector's tail, whole vectors after
 // it up to decode_rows).
 template <class Math>
-inline void score_decode_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block,
-                               std::int64_t key_begin, std::int64_t n, bool masked, Workspace<Math>& ws) {
+inline void finish_decode_scores(const WorkItem& w, const LaneBlock& block, std::int64_t key_begin, std::int64_t n,
+                                 bool masked, int lanes, float* st, Workspace<Math>& ws) {
   const AttentionParams& p = *w.p;
-  with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
-    DecodeKernel<Math>::template scores<T, Lanes>(decode_tile(w, d, block, n, ws), ws.qt + block.first_lane * d.d_pad,
-                                                  d.d_pad, p.head_dim, p.softmax_scale, ws.st);
-  });
-  const int lanes = decode_lanes(w);
-  if (masked || p.softcap > 0 || p.alibi_slopes) apply_decode_hooks(w, block, key_begin, n, masked, lanes, ws);
+  if (masked || p.softcap > 0 || p.alibi_slopes) apply_decode_hooks(w, block, key_begin, n, masked, lanes, st, ws);
   const std::int64_t keys = kW / lanes, rows = decode_rows(n, lanes);
   for (std::int64_t v = n / keys; v < rows; ++v)
-    Vec::store(ws.st + v * kW, Vec::keep_first(Vec::load(ws.st + v * kW), static_cast<int>((n - v * keys) * lanes)));
+    Vec::store(st + v * kW, Vec::keep_first(Vec::load(st + v * kW), static_cast<int>((n - v * keys) * lanes)));
 }
 
 // S^T of one lane block against the packed tile, with every score hook
-// applied: -inf where masked and in the key rows [n, n_pad). Decode: the
-// packed scores (score_decode_block).
+// applied: -inf where masked and in the key rows [n, n_pad).
 template <class Math>
 inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
                         std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws) {
@@ -282,7 +274,6 @@ inline void score_block(const WorkItem& w, const ForwardDims& d, const LaneBlock
   const std::int64_t width = block.cols * kW, first = block.first_lane;
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   const bool masked = !core::tile_fully_kept(p.mask, block.row_begin, block.row_end, key_begin, key_begin + n, sq, sk);
-  if (d.decode) return score_decode_block(w, d, block, key_begin, n, masked, ws);
   // Scaling after the product (not pre-scaled queries) rounds like the naive algorithm.
   with_cols(block.cols, [&]<int Cols>() {
     score_product<Math, Cols>(n_pad, d.depth_steps, ws.kp, d.d_pad, ws.qt + first * d.d_pad, width, ws.st, width,
@@ -311,20 +302,21 @@ inline Vec::Reg sum_over_slots(Vec::Reg x, int lanes) {
 // changes nothing; 0 while a lane has kept nothing yet). Decode: n_pad
 // packed vectors of slot_lanes lanes; m, l and alpha repeat over the slots.
 template <class Math>
-inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<Math>& ws, int slot_lanes = kW) {
+inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, float* st, float* alpha_out, Workspace<Math>& ws,
+                          int slot_lanes = kW) {
   const std::int64_t width = block.cols * kW;
   for (std::int64_t v = 0; v < width; v += kW) {
     float* m = ws.row_max + block.first_lane + v;
     float* l = ws.row_sum + block.first_lane + v;
     const Vec::Reg old_max = Vec::load(m);
     Vec::Reg new_max = old_max;
-    for (std::int64_t j = 0; j < n_pad; ++j) new_max = Vec::max(new_max, Vec::load(ws.st + j * width + v));
+    for (std::int64_t j = 0; j < n_pad; ++j) new_max = Vec::max(new_max, Vec::load(st + j * width + v));
     new_max = max_over_slots(new_max, slot_lanes);
     const Vec::Reg shift = Vec::neg_inf_to_zero(new_max);  // all -inf so far: e^(-inf - 0) = 0
     const Vec::Reg alpha = Vec::exp(Vec::sub(old_max, shift));
     Vec::Reg sum = Vec::zero();
     for (std::int64_t j = 0; j < n_pad; ++j) {
-      float* s = ws.st + j * width + v;
+      float* s = st + j * width + v;
       const Vec::Reg e = Vec::exp(Vec::sub(Vec::load(s), shift));
       Vec::store(s, e);
       sum = Vec::add(sum, e);
@@ -332,7 +324,7 @@ inline void softmax_block(const LaneBlock& block, std::int64_t n_pad, Workspace<
     sum = sum_over_slots(sum, slot_lanes);
     Vec::store(l, Vec::fmadd(alpha, Vec::load(l), sum));
     Vec::store(m, new_max);
-    Vec::store(ws.alpha + v, alpha);
+    Vec::store(alpha_out + v, alpha);
   }
 }
 
@@ -447,24 +439,44 @@ template <class Math>
 inline void attend_block(const WorkItem& w, const ForwardDims& d, const LaneBlock& block, std::int64_t key_begin,
                          std::int64_t n, std::int64_t n_pad, Workspace<Math>& ws, bool stats_only) {
   score_block(w, d, block, key_begin, n, n_pad, ws);
-  const int lanes = d.decode ? decode_lanes(w) : kW;  // of a packed group
-  const std::int64_t rows = d.decode ? decode_rows(n, lanes) : n_pad;
-  softmax_block(block, rows, ws, lanes);
+  softmax_block(block, n_pad, ws.st, ws.alpha, ws);
   if constexpr (std::is_same_v<Math, F32Math>) {
     if (stats_only) return stats_block(w, d, block, key_begin, n, n_pad, ws);
   }
   if (w.p->dropout_p > 0) dropout_block(w, block, key_begin, n, ws);
   const std::int64_t width = block.cols * kW;
-  const typename Math::Elem* pt = Math::probabilities(ws.st, rows, width, ws.pt, lanes);
-  if (d.decode) {
-    return with_decode_variant<Math>(w.p->dtype, w.lanes(), [&]<DType T, int Lanes>() {
-      DecodeKernel<Math>::template values<T, Lanes>(decode_tile(w, d, block, n, ws), pt, ws.alpha,
-                                                    w.p->head_dim_v, ws.ot + block.first_lane * d.dv_pad, d.dv_pad);
-    });
-  }
+  const typename Math::Elem* pt = Math::probabilities(ws.st, n_pad, width, ws.pt);
   with_cols(block.cols, [&]<int Cols>() {
     output_product<Math, Cols>(d.dv_pad, n_pad / Math::kPack, ws.vp, d.dv_pad, pt, width, ws.alpha,
                                ws.ot + block.first_lane * d.dv_pad);
+  });
+}
+
+// One key tile of a decode item (prepare_tile done): the scores of every kv
+// head in one pass over the K rows, per head the score hooks and the online
+// softmax on its packed scores, then O of every head in one pass over the
+// V rows. Every block of the item holds the same query rows.
+template <class Math>
+inline void attend_decode_tile(const WorkItem& w, const ForwardDims& d, const LaneBlock* blocks,
+                               std::int64_t block_count, std::int64_t key_begin, std::int64_t n, Workspace<Math>& ws) {
+  const AttentionParams& p = *w.p;
+  const int lanes = decode_lanes(w);  // of a packed group
+  const std::int64_t rows = decode_rows(n, lanes), st_head = decode_rows(d.k_cols, lanes) * kW;
+  const bool masked = !core::tile_fully_kept(p.mask, w.row_begin, w.row_begin + w.rows, key_begin, key_begin + n,
+                                             w.seq.seqlen_q, w.seq.seqlen_k);
+  const DecodeTile tile = decode_tile(w, d, n, ws);
+  with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
+    DecodeKernel<Math>::template scores<T, Lanes>(tile, ws.qt, d.d_pad, kW * d.d_pad, p.head_dim, p.softmax_scale,
+                                                  ws.st, st_head, ws.part);
+  });
+  for (std::int64_t b = 0; b < block_count; ++b) {
+    float* st = ws.st + b * st_head;
+    finish_decode_scores(w, blocks[b], key_begin, n, masked, lanes, st, ws);
+    softmax_block(blocks[b], rows, st, ws.alpha + b * kW, ws, lanes);
+  }
+  with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
+    DecodeKernel<Math>::template values<T, Lanes>(tile, ws.st, st_head, ws.alpha, p.head_dim_v, ws.ot, d.dv_pad,
+                                                  kW * d.dv_pad, ws.tile_o);
   });
 }
 
@@ -555,11 +567,17 @@ inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>
   if (w.partials) keys = split_chunk(keys, d.k_cols, w.split, w.partials->splits);
   for (std::int64_t kb = keys.begin / d.k_cols * d.k_cols; kb < keys.end; kb += d.k_cols) {
     const std::int64_t n = std::min(d.k_cols, sk - kb), n_pad = round_up(n, Vec::kRows);
+    const std::int64_t next_n = next_tile_keys(kb + d.k_cols, keys.end, sk, d.k_cols);
+    if (d.decode) {  // every block keeps keys of every tile in [keys.begin, keys.end)
+      prepare_tile(w, d, kb, n, n_pad, next_n, ws);
+      attend_decode_tile(w, d, blocks, block_count, kb, n, ws);
+      continue;
+    }
     bool packed = false;
     for (std::int64_t b = 0; b < block_count; ++b) {
       const core::KeyRange block_keys = core::kept_keys_of_rows(p.mask, blocks[b].row_begin, blocks[b].row_end, sq, sk);
       if (block_keys.end <= kb || block_keys.begin >= kb + n) continue;  // nothing kept: alpha 1, P 0
-      if (!packed) prepare_tile(w, d, kb, n, n_pad, next_tile_keys(kb + d.k_cols, keys.end, sk, d.k_cols), ws);
+      if (!packed) prepare_tile(w, d, kb, n, n_pad, next_n, ws);
       packed = true;
       attend_block(w, d, blocks[b], kb, n, n_pad, ws, stats != nullptr);
     }

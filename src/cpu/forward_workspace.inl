@@ -69,7 +69,7 @@ class Workspace {
   Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
   Elem* kp;                   // (k_cols, d_pad)    K, row by row
   Elem* vp;                   // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
-  float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: packed
+  float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: every block's, packed
   Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
   float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
   std::int64_t* k_at;         // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
@@ -88,7 +88,9 @@ class Workspace {
   std::uint32_t* drop_row;    // (lanes_pad) dropout counter words: query row
   std::uint32_t* drop_stream; // (lanes_pad) and batch * heads + head
   LaneBlock* blocks;          // (lanes_pad / kW)
-  float* alpha;               // (kMaxBlockLanes) rescale of O for the current tile
+  float* alpha;               // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
+  float* part;                // decode: (lanes_pad, kW) partial sums of the scores, kW vectors per kv head
+  float* tile_o;              // decode: (lanes_pad, dv_pad) the tile's P V, laid out as O
   float* alibi_origin;        // (kMaxBlockLanes) the diagonal's key index, relative to the tile
   float* tile_slope;          // (kMaxBlockLanes) decode: the slopes of the packed lanes
   std::int32_t* tile_begin;   // (kMaxBlockLanes) kept keys relative to the tile
@@ -103,7 +105,7 @@ class Workspace {
     qt = take<Elem>(at, d.lanes_pad * d.d_pad);
     kp = take<Elem>(at, d.k_cols * d.d_pad);
     vp = take<Elem>(at, d.k_cols * d.dv_pad);
-    st = take<float>(at, d.k_cols * kMaxBlockLanes);
+    st = take<float>(at, d.k_cols * std::max(kMaxBlockLanes, d.decode ? d.kv_heads * kW : 0));
     pt = take<Elem>(at, d.k_cols * kMaxBlockLanes);
     ot = take<float>(at, d.lanes_pad * d.dv_pad);
     k_at = take<std::int64_t>(at, 2 * d.k_cols);
@@ -121,7 +123,9 @@ class Workspace {
     drop_row = take<std::uint32_t>(at, d.lanes_pad);
     drop_stream = take<std::uint32_t>(at, d.lanes_pad);
     blocks = take<LaneBlock>(at, d.lanes_pad / kW);
-    alpha = take<float>(at, kMaxBlockLanes);
+    alpha = take<float>(at, std::max(kMaxBlockLanes, d.lanes_pad));
+    part = take<float>(at, d.decode ? d.lanes_pad * kW : 0);
+    tile_o = take<float>(at, d.decode ? d.lanes_pad * d.dv_pad : 0);
     alibi_origin = take<float>(at, kMaxBlockLanes);
     tile_slope = take<float>(at, kMaxBlockLanes);
     tile_begin = take<std::int32_t>(at, kMaxBlockLanes);

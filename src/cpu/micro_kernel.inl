@@ -32,7 +32,7 @@ struct F32Math {
     std::memset(vp + n * dv_pad, 0, (n_pad - n) * dv_pad * sizeof(Elem));
   }
   // P^T is used in place.
-  static const Elem* probabilities(const float* st, std::int64_t, std::int64_t, Elem*, int) { return st; }
+  static const Elem* probabilities(const float* st, std::int64_t, std::int64_t, Elem*) { return st; }
 };
 
 // acc[r][v] = sum over `steps` depth steps s of
