@@ -5,15 +5,16 @@
 //
 // Only what the dot product needs is rounded to bf16: Q, K and V are bf16
 // already, the probabilities P are rounded to bf16 for P V (as flash-attn
-// does on GPUs); scores, softmax statistics and O stay fp32.
+// does on GPUs); scores, softmax statistics and O stay fp32. (The decode
+// layout keeps P in fp32 and converts V to float: decode_kernel.inl.)
 // vdpbf16ps treats bf16 denormals as zero (its inputs here are bf16 tensors
 // and probabilities, where that is below the oracle's floor).
 
 // _mm512_permutex2var_epi16(x, kPairLow, y) interleaves the low halves of
 // two rows of 32 bf16: element 2c is x[c], element 2c+1 is y[c] (c < 16);
 // kPairLow + 16 does the upper halves.
-alignas(64) constexpr std::uint16_t kPairLow[32] = {0,  32, 1,  33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
-                                                    8,  40, 9,  41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+alignas(64) constexpr std::uint16_t kPairLow[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
+                                                    8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
 
 struct Bf16DotMath {
   using Elem = std::uint16_t;  // bf16 bits
@@ -37,8 +38,8 @@ struct Bf16DotMath {
 
   // V tile as (n_pad / 2, dv_pad, 2): the pair (V[2t][c], V[2t+1][c]) per lane.
   template <class RowAt>
-  static void pack_values(RowAt row_at, DType, std::int64_t n, std::int64_t n_pad, std::int64_t dv,
-                          std::int64_t dv_pad, Elem* vp) {
+  static void pack_values(RowAt row_at, DType, std::int64_t n, std::int64_t n_pad, std::int64_t dv, std::int64_t dv_pad,
+                          Elem* vp) {
     const __m512i low = _mm512_load_si512(kPairLow);
     const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
     for (std::int64_t j = 0; j < n_pad; j += 2) {
@@ -62,15 +63,15 @@ struct Bf16DotMath {
 
   // P^T (key_rows x lanes, fp32, row stride lanes) -> (key_rows / 2, lanes, 2) bf16.
   static const Elem* probabilities(const float* st, std::int64_t key_rows, std::int64_t lanes, Elem* pt) {
-    alignas(64) static constexpr std::uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,
-                                                                  21, 6, 22, 7, 23, 8, 24, 9, 25, 10, 26,
+    alignas(64) static constexpr std::uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
+                                                                  21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
                                                                   11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     const __m512i order = _mm512_load_si512(kInterleave);
     for (std::int64_t j = 0; j < key_rows; j += 2)
       for (std::int64_t l = 0; l < lanes; l += 16) {
         // Low half: row j, high half: row j + 1; then interleave into pairs.
-        const __m512bh both = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(st + (j + 1) * lanes + l),
-                                                  _mm512_loadu_ps(st + j * lanes + l));
+        const __m512bh both =
+            _mm512_cvtne2ps_pbh(_mm512_loadu_ps(st + (j + 1) * lanes + l), _mm512_loadu_ps(st + j * lanes + l));
         _mm512_storeu_si512(pt + j * lanes + 2 * l, _mm512_permutexvar_epi16(order, (__m512i)both));
       }
     return pt;

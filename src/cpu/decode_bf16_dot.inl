@@ -15,7 +15,8 @@ struct DecodePartials<Bf16DotMath> {
     for (int l = 0; l < Lanes; ++l) acc[l] = Vec::zero();
     auto step = [&](std::int64_t c, auto load) {
       const __m512i kc = load(row + c);
-      for (int l = 0; l < Lanes; ++l) acc[l] = _mm512_dpbf16_ps(acc[l], (__m512bh)load(q + l * q_row + c), (__m512bh)kc);
+      for (int l = 0; l < Lanes; ++l)
+        acc[l] = _mm512_dpbf16_ps(acc[l], (__m512bh)load(q + l * q_row + c), (__m512bh)kc);
     };
     std::int64_t c = 0;
     for (; c + 32 <= head_dim; c += 32) step(c, load32);

@@ -1,7 +1,7 @@
 // The decode micro-kernels: the forward's products for calls whose work
-// items hold at most one vector of query lanes (decoding: a few new query
-// rows x the query heads of one kv group). Included inside namespace
-// flashattn::cpu::<isa> after micro_kernel.inl.
+// items hold at most one vector of query lanes per kv head (decoding: a few
+// new query rows x the query heads of one kv group). Included inside
+// namespace flashattn::cpu::<isa> after micro_kernel.inl.
 //
 // Layout ("dim-major"): head_dim lies in the vector lanes. The lane-major
 // micro-kernel would fill 4 of 16 lanes of a GQA-4 decode item and pack
@@ -11,11 +11,11 @@
 //       at a time become one vector of scores by Vec::transpose_sum, stored
 //       packed: with L = the item's lanes rounded up to a power of two, a
 //       vector holds kW / L keys x L lanes, key-major (S^T itself when
-//       L = kW). The score hooks, the online softmax and the P rounding are
-//       the tile loop's own, run over vectors of this layout: a GQA-4 decode
-//       item pays them once per 4 keys, not per key on 4 real lanes of 16;
-//   O:  O[lane] += P[j][lane] * V[j], V rows as vectors, blocked over
-//       lanes and head_dim chunks, the tile's sum merged as alpha O + sum.
+//       L = kW). The score hooks and the online softmax are the tile
+//       loop's own, run over vectors of this layout: a GQA-4 decode item
+//       pays them once per 4 keys, not per key on 4 real lanes of 16;
+//   O:  O[lane] += P[j][lane] * V[j] in fp32 (P is not rounded to bf16),
+//       V rows as vectors, the tile's sum merged as alpha O + sum.
 // The caller gives the rows as element offsets (core::key_offsets) into
 // the k and v tensors; no row past the tile's n keys is read.
 
@@ -28,15 +28,15 @@
 // (BENCHMARKS.md). Each pass requests the rows kDecodeAhead keys ahead of
 // the one it reads, running on into the next pass's rows at its end.
 struct DecodeTile {
-  const char* k;             // k and v at the item's first kv head
+  const char* k;  // k and v at the item's first kv head
   const char* v;
   const std::int64_t* k_at;  // (n) element offsets of the tile's keys in k
   const std::int64_t* v_at;  // (n) and in v
   std::int64_t n;
-  std::int64_t heads;                     // kv heads of the item
+  std::int64_t heads;                       // kv heads of the item
   std::int64_t k_head_bytes, v_head_bytes;  // from one kv head to the next
-  std::int64_t k_row_bytes, v_row_bytes;  // one head's row: head_dim (head_dim_v) elements
-  const std::int64_t* next_k_at;          // (next_n) the next tile's keys in k
+  std::int64_t k_row_bytes, v_row_bytes;    // one head's row: head_dim (head_dim_v) elements
+  const std::int64_t* next_k_at;            // (next_n) the next tile's keys in k
   std::int64_t next_n, element_bytes;
 };
 
@@ -90,9 +90,12 @@ inline Vec::Reg load_as_f32(const void* base, std::int64_t at) {
 template <class F>
 inline void with_dtype(DType dtype, F&& f) {
   switch (dtype) {
-    case DType::f32: return f.template operator()<DType::f32>();
-    case DType::bf16: return f.template operator()<DType::bf16>();
-    default: return f.template operator()<DType::f16>();
+    case DType::f32:
+      return f.template operator()<DType::f32>();
+    case DType::bf16:
+      return f.template operator()<DType::bf16>();
+    default:
+      return f.template operator()<DType::f16>();
   }
 }
 
@@ -150,8 +153,8 @@ struct DecodeKernel {
         if (j0 + r < t.n) request_after_key(t, j);
         for (std::int64_t s = 0; s < t.heads; ++s) {
           Vec::Reg acc[Lanes];
-          DecodePartials<Math>::template head<T, Lanes>(t.k + s * t.k_head_bytes, t.k_at[j], q + s * q_head, q_row, head_dim,
-                                                 acc);
+          DecodePartials<Math>::template head<T, Lanes>(t.k + s * t.k_head_bytes, t.k_at[j], q + s * q_head, q_row,
+                                                        head_dim, acc);
           for (int l = 0; l < Lanes; ++l) Vec::store(part + (s * kW + r * Lanes + l) * kW, acc[l]);
         }
       }

@@ -27,8 +27,8 @@ struct WorkItem {
   core::SequenceExtent seq;
   std::int64_t b, hk, group;
   std::int64_t row_begin, rows;
-  std::int64_t split = 0;                    // which key chunk, of partials->splits
-  const SplitPartials* partials = nullptr;   // null: one chunk, results go to out / lse
+  std::int64_t split = 0;                   // which key chunk, of partials->splits
+  const SplitPartials* partials = nullptr;  // null: one chunk, results go to out / lse
   // Decode layout: kv heads [hk, hk + kv_heads) in one item (one lane block
   // of kW lanes each), so that a thread streams contiguous cache rows.
   bool decode = false;
@@ -108,7 +108,8 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
       ws.row_max[lane] = kNegInf;
       ws.row_sum[lane] = 0.0f;
       if (set_lane(w, lane, ws)) {
-        const std::int64_t at = core::element_offset(p.q_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
+        const std::int64_t at =
+            core::element_offset(p.q_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
         Math::load_row(element_at(p.q, p.dtype, at), p.dtype, p.head_dim, d.d_pad, ws.row);
       } else {  // padding lane: zero queries
         std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
@@ -232,8 +233,8 @@ inline void apply_decode_hooks(const WorkItem& w, const LaneBlock& block, std::i
   const std::int64_t keys = kW / lanes;
   for (std::int64_t j0 = 0; j0 < n; j0 += keys) {
     float* s = st + j0 * lanes;
-    Vec::store(s, hook_scores(*w.p, masked, Vec::load(s), j0, ws.tile_slope, ws.alibi_origin, ws.tile_begin,
-                              ws.tile_end));
+    Vec::store(s,
+               hook_scores(*w.p, masked, Vec::load(s), j0, ws.tile_slope, ws.alibi_origin, ws.tile_begin, ws.tile_end));
   }
 }
 
@@ -372,7 +373,9 @@ inline float lse_of(const AttentionParams& p, const WorkItem& w, std::int64_t i,
   return p.lse[w.b * p.lse_batch_stride + h * p.lse_head_stride + w.seq.q_start + i];
 }
 
-inline bool refined(float lse, const RowStats& stats) { return std::isfinite(lse) && std::fabs(lse) >= stats.min_abs_lse; }
+inline bool refined(float lse, const RowStats& stats) {
+  return std::isfinite(lse) && std::fabs(lse) >= stats.min_abs_lse;
+}
 
 inline bool item_wants_stats(const WorkItem& w, const RowStats& stats) {
   for (std::int64_t lane = 0; lane < w.lanes(); ++lane)
@@ -392,7 +395,8 @@ inline void start_stats(const WorkItem& w, const ForwardDims& d, const LaneBlock
       const std::int64_t lane = blocks[n].first_lane + k;
       ws.row_aux[lane] = 0.0f;
       if (ws.lane_row[lane] >= 0) {
-        const std::int64_t at = core::element_offset(p.dout_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
+        const std::int64_t at =
+            core::element_offset(p.dout_stride, w.b, w.seq.q_start + ws.lane_row[lane], ws.lane_head[lane]);
         F32Math::load_row(element_at(p.dout, p.dtype, at), p.dtype, p.head_dim_v, d.dv_pad, ws.row);
       } else {
         std::memset(ws.row, 0, d.dv_pad * sizeof(float));

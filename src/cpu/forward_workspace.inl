@@ -28,12 +28,12 @@ struct LaneBlock {
 
 // Sizes of everything a work item needs, in elements.
 struct ForwardDims {
-  std::int64_t lanes_pad;    // query lanes of the largest item, whole vectors
-  std::int64_t depth_steps;  // head_dim / kPack, rounded up
-  std::int64_t d_pad;        // depth_steps * kPack
-  std::int64_t dv_pad;       // head_dim_v rounded up to micro-kernel rows
-  std::int64_t k_cols;       // keys per tile
-  bool decode = false;       // the decode layout (decode_kernel.inl): Q and O by rows, K and V unpacked
+  std::int64_t lanes_pad;     // query lanes of the largest item, whole vectors
+  std::int64_t depth_steps;   // head_dim / kPack, rounded up
+  std::int64_t d_pad;         // depth_steps * kPack
+  std::int64_t dv_pad;        // head_dim_v rounded up to micro-kernel rows
+  std::int64_t k_cols;        // keys per tile
+  bool decode = false;        // the decode layout (decode_kernel.inl): Q and O by rows, K and V unpacked
   std::int64_t kv_heads = 1;  // kv heads per work item (decode: up to kDecodeKvHeads)
 
   template <class Math>
@@ -53,10 +53,10 @@ class Workspace {
  public:
   using Elem = typename Math::Elem;
 
-  explicit Workspace(const ForwardDims& d) : memory_(::operator new(bytes(d), std::align_val_t{64})) {
+  explicit Workspace(const ForwardDims& d) : memory_(::operator new (bytes(d), std::align_val_t{64})) {
     carve(d, reinterpret_cast<std::uintptr_t>(memory_));
   }
-  ~Workspace() { ::operator delete(memory_, std::align_val_t{64}); }
+  ~Workspace() { ::operator delete (memory_, std::align_val_t{64}); }
   Workspace(const Workspace&) = delete;
   Workspace& operator=(const Workspace&) = delete;
 
@@ -66,35 +66,35 @@ class Workspace {
     return static_cast<std::int64_t>(probe.carve(d, 0));
   }
 
-  Elem* qt;                   // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
-  Elem* kp;                   // (k_cols, d_pad)    K, row by row
-  Elem* vp;                   // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
-  float* st;                  // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: every block's, packed
-  Elem* pt;                   // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
-  float* ot;                  // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
-  std::int64_t* k_at;         // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
-  std::int64_t* v_at;         // (k_cols) and of the tile's keys in v
-  std::int64_t next_n = 0;    // keys of the next tile (decode prefetch)
-  Elem* row;                  // (max(d_pad, dv_pad)) one converted input row
-  float* out_row;             // (dv_pad) one output row before conversion
-  float* row_max;             // (lanes_pad)
-  float* row_sum;             // (lanes_pad)
-  float* row_aux;             // (lanes_pad) the statistics pass's D accumulator (RowStats)
-  float* slope;               // (lanes_pad) alibi slope of the lane's head
-  std::int64_t* lane_row;     // (lanes_pad) query row in the sequence; -1 for padding lanes
-  std::int64_t* lane_head;    // (lanes_pad)
-  std::int64_t* keep_begin;   // (lanes_pad) kept keys [keep_begin, keep_end) of the lane's row
-  std::int64_t* keep_end;     // (lanes_pad)
-  std::uint32_t* drop_row;    // (lanes_pad) dropout counter words: query row
-  std::uint32_t* drop_stream; // (lanes_pad) and batch * heads + head
-  LaneBlock* blocks;          // (lanes_pad / kW)
-  float* alpha;               // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
-  float* part;                // decode: (lanes_pad, kW) partial sums of the scores, kW vectors per kv head
-  float* tile_o;              // decode: (lanes_pad, dv_pad) the tile's P V, laid out as O
-  float* alibi_origin;        // (kMaxBlockLanes) the diagonal's key index, relative to the tile
-  float* tile_slope;          // (kMaxBlockLanes) decode: the slopes of the packed lanes
-  std::int32_t* tile_begin;   // (kMaxBlockLanes) kept keys relative to the tile
-  std::int32_t* tile_end;     // (kMaxBlockLanes)
+  Elem* qt;                  // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
+  Elem* kp;                  // (k_cols, d_pad)    K, row by row
+  Elem* vp;                  // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
+  float* st;                 // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: every block's, packed
+  Elem* pt;                  // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
+  float* ot;                 // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (lanes, dv_pad)
+  std::int64_t* k_at;        // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
+  std::int64_t* v_at;        // (k_cols) and of the tile's keys in v
+  std::int64_t next_n = 0;   // keys of the next tile (decode prefetch)
+  Elem* row;                 // (max(d_pad, dv_pad)) one converted input row
+  float* out_row;            // (dv_pad) one output row before conversion
+  float* row_max;            // (lanes_pad)
+  float* row_sum;            // (lanes_pad)
+  float* row_aux;            // (lanes_pad) the statistics pass's D accumulator (RowStats)
+  float* slope;              // (lanes_pad) alibi slope of the lane's head
+  std::int64_t* lane_row;    // (lanes_pad) query row in the sequence; -1 for padding lanes
+  std::int64_t* lane_head;   // (lanes_pad)
+  std::int64_t* keep_begin;  // (lanes_pad) kept keys [keep_begin, keep_end) of the lane's row
+  std::int64_t* keep_end;    // (lanes_pad)
+  std::uint32_t* drop_row;   // (lanes_pad) dropout counter words: query row
+  std::uint32_t* drop_stream;  // (lanes_pad) and batch * heads + head
+  LaneBlock* blocks;           // (lanes_pad / kW)
+  float* alpha;         // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
+  float* part;          // decode: (lanes_pad, kW) partial sums of the scores, kW vectors per kv head
+  float* tile_o;        // decode: (lanes_pad, dv_pad) the tile's P V, laid out as O
+  float* alibi_origin;  // (kMaxBlockLanes) the diagonal's key index, relative to the tile
+  float* tile_slope;    // (kMaxBlockLanes) decode: the slopes of the packed lanes
+  std::int32_t* tile_begin;  // (kMaxBlockLanes) kept keys relative to the tile
+  std::int32_t* tile_end;    // (kMaxBlockLanes)
 
  private:
   Workspace() : memory_(nullptr) {}
