@@ -48,7 +48,7 @@ inline const void* element_at(const void* base, DType dtype, std::int64_t offset
 inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
   if (w.decode) {  // one block per kv head
     for (std::int64_t n = 0; n < w.kv_heads; ++n)
-      blocks[n] = LaneBlock{n * kW, 1, w.row_begin, w.row_begin + w.rows, n};
+      blocks[n] = LaneBlock{n * kW, 1, w.row_begin, w.row_begin + w.rows};
     return w.kv_heads;
   }
   const std::int64_t vectors = (w.lanes() + kW - 1) / kW;
@@ -153,8 +153,8 @@ inline int decode_lanes(const WorkItem& w) {
   return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes())));
 }
 
-// Vectors of a decode tile of n keys: whole ones, an even count (bf16 pairs).
-inline std::int64_t decode_rows(std::int64_t n, int lanes) { return round_up((n * lanes + kW - 1) / kW, 2); }
+// Vectors of a decode tile of n keys (packed, `lanes` per key).
+inline std::int64_t decode_rows(std::int64_t n, int lanes) { return (n * lanes + kW - 1) / kW; }
 
 // The decode kernels' view of the tile: every kv head of the item, and the
 // next tile's keys (prepare_tile) that the values pass requests at its end.

@@ -23,7 +23,6 @@ struct LaneBlock {
   std::int64_t first_lane = 0;
   int cols = 0;
   std::int64_t row_begin = 0, row_end = 0;
-  std::int64_t kv_head = 0;  // decode: the block's kv head, relative to the item's first
 };
 
 // Sizes of everything a work item needs, in elements.
