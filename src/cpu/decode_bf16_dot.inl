@@ -7,16 +7,19 @@
 
 template <>
 struct DecodePartials<Bf16DotMath> {
-  // As DecodePartials<F32Math>::head; q: (Lanes, head_dim) bf16 rows of q_row elements.
-  template <DType, int Lanes>
-  static void head(const char* k, std::int64_t at, const std::uint16_t* q, std::int64_t q_row, std::int64_t head_dim,
-                   Vec::Reg (&acc)[Lanes]) {
-    const std::uint16_t* row = reinterpret_cast<const std::uint16_t*>(k) + at;
-    for (int l = 0; l < Lanes; ++l) acc[l] = Vec::zero();
+  // As DecodePartials<F32Math>::keys; q: (Lanes, head_dim) bf16 rows of q_row elements.
+  template <DType, int Lanes, int Keys>
+  static void keys(const char* k, const std::int64_t (&at)[Keys], const std::uint16_t* q, std::int64_t q_row,
+                   std::int64_t head_dim, Vec::Reg (&acc)[kW]) {
+    const std::uint16_t* rows = reinterpret_cast<const std::uint16_t*>(k);
+    for (int i = 0; i < kW; ++i) acc[i] = Vec::zero();
     auto step = [&](std::int64_t c, auto load) {
-      const __m512i kc = load(row + c);
-      for (int l = 0; l < Lanes; ++l)
-        acc[l] = _mm512_dpbf16_ps(acc[l], (__m512bh)load(q + l * q_row + c), (__m512bh)kc);
+      __m512i kc[Keys];
+      for (int r = 0; r < Keys; ++r) kc[r] = load(rows + at[r] + c);
+      for (int l = 0; l < Lanes; ++l) {
+        const __m512bh ql = (__m512bh)load(q + l * q_row + c);
+        for (int r = 0; r < Keys; ++r) acc[r * Lanes + l] = _mm512_dpbf16_ps(acc[r * Lanes + l], ql, (__m512bh)kc[r]);
+      }
     };
     std::int64_t c = 0;
     for (; c + 32 <= head_dim; c += 32) step(c, load32);

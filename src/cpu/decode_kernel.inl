@@ -20,13 +20,16 @@
 // the k and v tensors; no row past the tile's n keys is read.
 
 // The tile's key rows in the k and v tensors, for all kv heads of the
-// item. Decoding streams the cache from DRAM once, and the kernels read it
-// in address order: key row j of every kv head (contiguous in a (keys, kv
-// heads, dim) cache) before key row j + 1, the score pass over K, then the
-// values pass over V. A head-by-head walk reads 256-byte slices at a 2 KiB
-// stride instead, which the hardware prefetchers do not follow
-// (BENCHMARKS.md). Each pass requests the rows kDecodeAhead keys ahead of
-// the one it reads, running on into the next pass's rows at its end.
+// item. Decoding streams the cache from DRAM once. The kernels request it
+// in address order, key row j of every kv head (contiguous in a (keys, kv
+// heads, dim) cache) before key row j + 1, kDecodeAhead keys ahead of the
+// rows they read, the score pass over K, then the values pass over V,
+// running on into the next pass's rows at its end. The requests are spread
+// evenly over the work (a few rows per head step): issued a whole key row
+// (2 KiB, 32 lines) at a time they fill the core's miss buffers in bursts,
+// and the stream runs well below the DRAM rate
+// (BENCHMARKS.md). A head-by-head request order, 256-byte slices at a
+// 2 KiB stride, is not followed by the hardware prefetchers either.
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
@@ -40,7 +43,7 @@ struct DecodeTile {
   std::int64_t next_n, element_bytes;
 };
 
-inline constexpr std::int64_t kDecodeAhead = 4;
+inline constexpr std::int64_t kDecodeAhead = 8;
 
 // prefetcht0 of the lines of [p, p + bytes). An asm statement, not
 // __builtin_prefetch: GCC 12 marks a function whose only effect is that
@@ -50,28 +53,36 @@ inline void prefetch_row(const char* p, std::int64_t bytes) {
   for (; line < p + bytes; line += 64) asm volatile("prefetcht0 %0" : : "m"(*line));
 }
 
-// Every kv head's row at element offset `at`: one span when the heads are adjacent.
-inline void prefetch_heads(const char* base, std::int64_t at, const DecodeTile& t, std::int64_t head_bytes,
-                           std::int64_t row_bytes) {
-  const char* row = base + at * t.element_bytes;
-  if (head_bytes == row_bytes) return prefetch_row(row, t.heads * row_bytes);
-  for (std::int64_t h = 0; h < t.heads; ++h) prefetch_row(row + h * head_bytes, row_bytes);
+// Head h's row at element offset `at` of base.
+inline void prefetch_head(const char* base, std::int64_t at, std::int64_t h, const DecodeTile& t,
+                          std::int64_t head_bytes, std::int64_t row_bytes) {
+  prefetch_row(base + at * t.element_bytes + h * head_bytes, row_bytes);
 }
 
-// The score pass's request while it reads K row j: K row j + kDecodeAhead,
-// past the tile's end the first V rows.
-inline void request_after_key(const DecodeTile& t, std::int64_t j) {
-  const std::int64_t r = j + kDecodeAhead;
-  if (r < t.n) return prefetch_heads(t.k, t.k_at[r], t, t.k_head_bytes, t.k_row_bytes);
-  if (r - t.n < t.n) prefetch_heads(t.v, t.v_at[r - t.n], t, t.v_head_bytes, t.v_row_bytes);
+// The score pass's request for key r of the tile, head h: its K row, past
+// the tile's end the V row of key r - n.
+inline void request_key_row(const DecodeTile& t, std::int64_t r, std::int64_t h) {
+  if (r < t.n) return prefetch_head(t.k, t.k_at[r], h, t, t.k_head_bytes, t.k_row_bytes);
+  if (r - t.n < t.n) prefetch_head(t.v, t.v_at[r - t.n], h, t, t.v_head_bytes, t.v_row_bytes);
 }
 
-// The values pass's request while it reads V row j: V row j + kDecodeAhead,
-// past the tile's end the next tile's first K rows.
-inline void request_after_value(const DecodeTile& t, std::int64_t j) {
-  const std::int64_t r = j + kDecodeAhead;
-  if (r < t.n) return prefetch_heads(t.v, t.v_at[r], t, t.v_head_bytes, t.v_row_bytes);
-  if (r - t.n < t.next_n) prefetch_heads(t.k, t.next_k_at[r - t.n], t, t.k_head_bytes, t.k_row_bytes);
+// The values pass's request for key r, head h: its V row, past the tile's
+// end the next tile's K row of key r - n.
+inline void request_value_row(const DecodeTile& t, std::int64_t r, std::int64_t h) {
+  if (r < t.n) return prefetch_head(t.v, t.v_at[r], h, t, t.v_head_bytes, t.v_row_bytes);
+  if (r - t.n < t.next_n) prefetch_head(t.k, t.next_k_at[r - t.n], h, t, t.k_head_bytes, t.k_row_bytes);
+}
+
+// Requests rows [first, first + count) of the (key, head) rows from key r0
+// on, in address order (key-major): a group's requests spread over its heads.
+template <class Request>
+inline void request_rows(const DecodeTile& t, std::int64_t r0, std::int64_t first, std::int64_t count,
+                         Request request) {
+  std::int64_t r = r0 + first / t.heads, h = first % t.heads;
+  for (std::int64_t i = 0; i < count; ++i) {
+    request(t, r, h);
+    if (++h == t.heads) h = 0, ++r;
+  }
 }
 
 // kW values of dtype T at element `at` of `base`, as floats.
@@ -123,19 +134,27 @@ inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
   });
 }
 
-// Vectors of head_dim_v per step of the values product.
+// Vectors of head_dim_v per step of the values product, and keys per O
+// update: kDecodeChunks x kDecodeValueKeys V vectors in registers (16 of
+// AVX-512's 32, 8 of AVX2's 16).
 constexpr int kDecodeChunks = 4;
+constexpr int kDecodeValueKeys = kW >= 16 ? 4 : kW >= 8 ? 2 : 1;
 
 // The decode products, in address order over all kv heads of the item
 // (head slot s: its query lanes q + s * q_head, its scores st + s * st_head,
-// its O o + s * o_head). DecodePartials<Math> supplies the per-lane partial
-// sums of one head's q . k; the rest is shared.
-//   scores: for each key, each head: Lanes vectors of partial sums, parked
-//   in `part` (kW per head); every kW / Lanes keys one Vec::transpose_sum
-//   per head turns them into a packed vector of scores:
-//   st[j * Lanes + lane] = scale * q[lane] . k[j].
+// its O o + s * o_head), a few keys at a time: the score pass takes
+// kW / Lanes keys of one head (one vector of packed scores), the values
+// pass kDecodeValueKeys, before the next head. Rows are requested in
+// address order ahead of both; the loads then hit L1, and the partial sums
+// and O stay in registers across the group's keys instead of going to
+// memory per key. DecodePartials<Math> supplies the per-lane partial sums
+// of q . k; the rest is shared.
+//   scores: for key r of the group and lane l, acc[r * Lanes + l] holds
+//   partial sums; one Vec::transpose_sum per head and group turns them into
+//   a packed vector of scores: st[j * Lanes + lane] = scale * q[lane] . k[j].
 //   values: O in memory (L1), every row of V read once, converted to float:
-//   o[lane] = alpha[lane] o[lane] + sum_j p[j * Lanes + lane] V[j].
+//   o[lane] = alpha[lane] o[lane] + sum_j p[j * Lanes + lane] V[j], the sum
+//   taken key by key in order (the group only keeps it in registers).
 template <class Math>
 struct DecodePartials;
 
@@ -145,22 +164,17 @@ struct DecodeKernel {
   // repeat key n - 1; the caller masks them). head_dim: whole vectors.
   template <DType T, int Lanes>
   static void scores(const DecodeTile& t, const typename Math::Elem* q, std::int64_t q_row, std::int64_t q_head,
-                     std::int64_t head_dim, float scale, float* st, std::int64_t st_head, float* part) {
+                     std::int64_t head_dim, float scale, float* st, std::int64_t st_head) {
     constexpr int kKeys = kW / Lanes;  // keys per transpose_sum
+    constexpr std::int64_t kAhead = std::max<std::int64_t>(kKeys, kDecodeAhead);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
-      for (int r = 0; r < kKeys; ++r) {
-        const std::int64_t j = std::min<std::int64_t>(j0 + r, t.n - 1);
-        if (j0 + r < t.n) request_after_key(t, j);
-        for (std::int64_t s = 0; s < t.heads; ++s) {
-          Vec::Reg acc[Lanes];
-          DecodePartials<Math>::template head<T, Lanes>(t.k + s * t.k_head_bytes, t.k_at[j], q + s * q_head, q_row,
-                                                        head_dim, acc);
-          for (int l = 0; l < Lanes; ++l) Vec::store(part + (s * kW + r * Lanes + l) * kW, acc[l]);
-        }
-      }
+      std::int64_t at[kKeys];
+      for (int r = 0; r < kKeys; ++r) at[r] = t.k_at[std::min<std::int64_t>(j0 + r, t.n - 1)];
       for (std::int64_t s = 0; s < t.heads; ++s) {
+        request_rows(t, j0 + kAhead, s * kKeys, kKeys, request_key_row);
         Vec::Reg acc[kW];
-        for (int i = 0; i < kW; ++i) acc[i] = Vec::load(part + (s * kW + i) * kW);
+        DecodePartials<Math>::template keys<T, Lanes, kKeys>(t.k + s * t.k_head_bytes, at, q + s * q_head, q_row,
+                                                             head_dim, acc);
         Vec::store(st + s * st_head + j0 * Lanes, Vec::mul(Vec::transpose_sum(acc), Vec::set1(scale)));
       }
     }
@@ -175,26 +189,10 @@ struct DecodeKernel {
                      std::int64_t head_dim_v, float* o, std::int64_t o_row, std::int64_t o_head, float* acc) {
     for (std::int64_t s = 0; s < t.heads; ++s)
       for (int l = 0; l < Lanes; ++l) std::memset(acc + s * o_head + l * o_row, 0, head_dim_v * sizeof(float));
-    for (std::int64_t j = 0; j < t.n; ++j) {
-      request_after_value(t, j);
-      for (std::int64_t s = 0; s < t.heads; ++s) {
-        const char* v = t.v + s * t.v_head_bytes;
-        const float* ps = p + s * p_head + j * Lanes;
-        float* os = acc + s * o_head;
-        for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
-          const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
-          with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
-            Vec::Reg x[Chunks];
-            for (int c = 0; c < Chunks; ++c) x[c] = load_as_f32<T>(v, t.v_at[j] + c0 + c * kW);
-            for (int l = 0; l < Lanes; ++l) {
-              const Vec::Reg pl = Vec::set1(ps[l]);
-              float* row = os + l * o_row + c0;
-              for (int c = 0; c < Chunks; ++c) Vec::store(row + c * kW, Vec::fmadd(pl, x[c], Vec::load(row + c * kW)));
-            }
-          });
-        }
-      }
-    }
+    std::int64_t j0 = 0;
+    for (; j0 + kDecodeValueKeys <= t.n; j0 += kDecodeValueKeys)
+      value_keys<T, Lanes, kDecodeValueKeys>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head);
+    for (; j0 < t.n; ++j0) value_keys<T, Lanes, 1>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head);
     for (std::int64_t s = 0; s < t.heads; ++s) {
       for (int l = 0; l < Lanes; ++l) {
         const Vec::Reg a = Vec::set1(alpha[s * kW + l]);
@@ -205,19 +203,55 @@ struct DecodeKernel {
       }
     }
   }
+
+ private:
+  // acc[lane] += p[j][lane] V[j] for keys j0 .. j0 + Keys - 1 of every head.
+  template <DType T, int Lanes, int Keys>
+  static void value_keys(const DecodeTile& t, std::int64_t j0, const float* p, std::int64_t p_head,
+                         std::int64_t head_dim_v, float* acc, std::int64_t o_row, std::int64_t o_head) {
+    for (std::int64_t s = 0; s < t.heads; ++s) {
+      request_rows(t, j0 + kDecodeAhead, s * Keys, Keys, request_value_row);
+      const char* v = t.v + s * t.v_head_bytes;
+      const float* ps = p + s * p_head + j0 * Lanes;
+      float* os = acc + s * o_head;
+      for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
+        const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
+        with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
+          Vec::Reg x[Keys][Chunks];
+          for (int r = 0; r < Keys; ++r)
+            for (int c = 0; c < Chunks; ++c) x[r][c] = load_as_f32<T>(v, t.v_at[j0 + r] + c0 + c * kW);
+          for (int l = 0; l < Lanes; ++l) {
+            float* row = os + l * o_row + c0;
+            Vec::Reg sum[Chunks];
+            for (int c = 0; c < Chunks; ++c) sum[c] = Vec::load(row + c * kW);
+            for (int r = 0; r < Keys; ++r) {
+              const Vec::Reg pl = Vec::set1(ps[r * Lanes + l]);
+              for (int c = 0; c < Chunks; ++c) sum[c] = Vec::fmadd(pl, x[r][c], sum[c]);
+            }
+            for (int c = 0; c < Chunks; ++c) Vec::store(row + c * kW, sum[c]);
+          }
+        });
+      }
+    }
+  }
 };
 
-// The fp32 math path's partial sums: acc[l] = q[l] * k elementwise, summed
-// over head_dim's vectors (FMA on floats, K converted on load).
+// The fp32 math path's partial sums: acc[r * Lanes + l] = q[l] * k[r]
+// elementwise, summed over head_dim's vectors (FMA on floats, K converted
+// on load).
 template <>
 struct DecodePartials<F32Math> {
-  template <DType T, int Lanes>
-  static void head(const char* k, std::int64_t at, const float* q, std::int64_t q_row, std::int64_t head_dim,
-                   Vec::Reg (&acc)[Lanes]) {
-    for (int l = 0; l < Lanes; ++l) acc[l] = Vec::zero();
+  template <DType T, int Lanes, int Keys>
+  static void keys(const char* k, const std::int64_t (&at)[Keys], const float* q, std::int64_t q_row,
+                   std::int64_t head_dim, Vec::Reg (&acc)[kW]) {
+    for (int i = 0; i < kW; ++i) acc[i] = Vec::zero();
     for (std::int64_t c = 0; c < head_dim; c += kW) {
-      const Vec::Reg kc = load_as_f32<T>(k, at + c);
-      for (int l = 0; l < Lanes; ++l) acc[l] = Vec::fmadd(kc, Vec::load(q + l * q_row + c), acc[l]);
+      Vec::Reg kc[Keys];
+      for (int r = 0; r < Keys; ++r) kc[r] = load_as_f32<T>(k, at[r] + c);
+      for (int l = 0; l < Lanes; ++l) {
+        const Vec::Reg ql = Vec::load(q + l * q_row + c);
+        for (int r = 0; r < Keys; ++r) acc[r * Lanes + l] = Vec::fmadd(kc[r], ql, acc[r * Lanes + l]);
+      }
     }
   }
 };

@@ -471,7 +471,7 @@ inline void attend_decode_tile(const WorkItem& w, const ForwardDims& d, const La
   const DecodeTile tile = decode_tile(w, d, n, ws);
   with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
     DecodeKernel<Math>::template scores<T, Lanes>(tile, ws.qt, d.d_pad, kW * d.d_pad, p.head_dim, p.softmax_scale,
-                                                  ws.st, st_head, ws.part);
+                                                  ws.st, st_head);
   });
   for (std::int64_t b = 0; b < block_count; ++b) {
     float* st = ws.st + b * st_head;

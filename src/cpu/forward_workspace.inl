@@ -88,7 +88,6 @@ class Workspace {
   std::uint32_t* drop_stream;  // (lanes_pad) and batch * heads + head
   LaneBlock* blocks;           // (lanes_pad / kW)
   float* alpha;         // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
-  float* part;          // decode: (lanes_pad, kW) partial sums of the scores, kW vectors per kv head
   float* tile_o;        // decode: (lanes_pad, dv_pad) the tile's P V, laid out as O
   float* alibi_origin;  // (kMaxBlockLanes) the diagonal's key index, relative to the tile
   float* tile_slope;    // (kMaxBlockLanes) decode: the slopes of the packed lanes
@@ -123,7 +122,6 @@ class Workspace {
     drop_stream = take<std::uint32_t>(at, d.lanes_pad);
     blocks = take<LaneBlock>(at, d.lanes_pad / kW);
     alpha = take<float>(at, std::max(kMaxBlockLanes, d.lanes_pad));
-    part = take<float>(at, d.decode ? d.lanes_pad * kW : 0);
     tile_o = take<float>(at, d.decode ? d.lanes_pad * d.dv_pad : 0);
     alibi_origin = take<float>(at, kMaxBlockLanes);
     tile_slope = take<float>(at, kMaxBlockLanes);
