@@ -5,14 +5,18 @@
 //
 // Only what the dot product needs is rounded to bf16: Q, K and V are bf16
 // already, the probabilities P are rounded to bf16 for P V (as flash-attn
-// does on GPUs); scores, softmax statistics and O stay fp32. (The decode
-// layout keeps P in fp32 and converts V to float: decode_kernel.inl.)
+// does on GPUs); scores, softmax statistics and O stay fp32.
 // vdpbf16ps treats bf16 denormals as zero (its inputs here are bf16 tensors
 // and probabilities, where that is below the oracle's floor).
 
 // _mm512_permutex2var_epi16(x, kPairLow, y) interleaves the low halves of
 // two rows of 32 bf16: element 2c is x[c], element 2c+1 is y[c] (c < 16);
 // kPairLow + 16 does the upper halves.
+// _mm512_permutexvar_epi16(kInterleave, x) pairs the halves of x: element
+// 2c is x[c], element 2c + 1 is x[16 + c].
+alignas(64) constexpr std::uint16_t kInterleave[32] = {0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+                                                       8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+
 alignas(64) constexpr std::uint16_t kPairLow[32] = {0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
                                                     8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
 
@@ -63,9 +67,6 @@ struct Bf16DotMath {
 
   // P^T (key_rows x lanes, fp32, row stride lanes) -> (key_rows / 2, lanes, 2) bf16.
   static const Elem* probabilities(const float* st, std::int64_t key_rows, std::int64_t lanes, Elem* pt) {
-    alignas(64) static constexpr std::uint16_t kInterleave[32] = {0,  16, 1,  17, 2,  18, 3,  19, 4,  20, 5,
-                                                                  21, 6,  22, 7,  23, 8,  24, 9,  25, 10, 26,
-                                                                  11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
     const __m512i order = _mm512_load_si512(kInterleave);
     for (std::int64_t j = 0; j < key_rows; j += 2)
       for (std::int64_t l = 0; l < lanes; l += 16) {

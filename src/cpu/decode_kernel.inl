@@ -148,15 +148,17 @@ constexpr int kDecodeValueKeys = kW >= 16 ? 4 : kW >= 8 ? 2 : 1;
 // address order ahead of both; the loads then hit L1, and the partial sums
 // and O stay in registers across the group's keys instead of going to
 // memory per key. DecodePartials<Math> supplies the per-lane partial sums
-// of q . k; the rest is shared.
+// of q . k, DecodeValues<Math> the P V step; the rest is shared.
 //   scores: for key r of the group and lane l, acc[r * Lanes + l] holds
 //   partial sums; one Vec::transpose_sum per head and group turns them into
 //   a packed vector of scores: st[j * Lanes + lane] = scale * q[lane] . k[j].
-//   values: O in memory (L1), every row of V read once, converted to float:
+//   values: O in memory (L1), every row of V read once:
 //   o[lane] = alpha[lane] o[lane] + sum_j p[j * Lanes + lane] V[j], the sum
-//   taken key by key in order (the group only keeps it in registers).
+//   taken in key order (the group only keeps it in registers).
 template <class Math>
 struct DecodePartials;
+template <class Math>
+struct DecodeValues;
 
 template <class Math>
 struct DecodeKernel {
@@ -211,27 +213,38 @@ struct DecodeKernel {
                          std::int64_t head_dim_v, float* acc, std::int64_t o_row, std::int64_t o_head) {
     for (std::int64_t s = 0; s < t.heads; ++s) {
       request_rows(t, j0 + kDecodeAhead, s * Keys, Keys, request_value_row);
-      const char* v = t.v + s * t.v_head_bytes;
-      const float* ps = p + s * p_head + j0 * Lanes;
-      float* os = acc + s * o_head;
-      for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
-        const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
-        with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
-          Vec::Reg x[Keys][Chunks];
-          for (int r = 0; r < Keys; ++r)
-            for (int c = 0; c < Chunks; ++c) x[r][c] = load_as_f32<T>(v, t.v_at[j0 + r] + c0 + c * kW);
-          for (int l = 0; l < Lanes; ++l) {
-            float* row = os + l * o_row + c0;
-            Vec::Reg sum[Chunks];
-            for (int c = 0; c < Chunks; ++c) sum[c] = Vec::load(row + c * kW);
-            for (int r = 0; r < Keys; ++r) {
-              const Vec::Reg pl = Vec::set1(ps[r * Lanes + l]);
-              for (int c = 0; c < Chunks; ++c) sum[c] = Vec::fmadd(pl, x[r][c], sum[c]);
-            }
-            for (int c = 0; c < Chunks; ++c) Vec::store(row + c * kW, sum[c]);
+      DecodeValues<Math>::template keys<T, Lanes, Keys>(t.v + s * t.v_head_bytes, t.v_at + j0,
+                                                        p + s * p_head + j0 * Lanes, acc + s * o_head, o_row,
+                                                        head_dim_v);
+    }
+  }
+};
+
+// The fp32 math path's P V step: o[lane] += p[r][lane] V[r] for Keys rows
+// of one head (rows at element offsets at[r] of v), key by key in fp32, V
+// converted on load; Keys x kDecodeChunks V vectors in registers.
+template <>
+struct DecodeValues<F32Math> {
+  template <DType T, int Lanes, int Keys>
+  static void keys(const char* v, const std::int64_t* at, const float* p, float* o, std::int64_t o_row,
+                   std::int64_t head_dim_v) {
+    for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
+      const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
+      with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
+        Vec::Reg x[Keys][Chunks];
+        for (int r = 0; r < Keys; ++r)
+          for (int c = 0; c < Chunks; ++c) x[r][c] = load_as_f32<T>(v, at[r] + c0 + c * kW);
+        for (int l = 0; l < Lanes; ++l) {
+          float* row = o + l * o_row + c0;
+          Vec::Reg sum[Chunks];
+          for (int c = 0; c < Chunks; ++c) sum[c] = Vec::load(row + c * kW);
+          for (int r = 0; r < Keys; ++r) {
+            const Vec::Reg pl = Vec::set1(p[r * Lanes + l]);
+            for (int c = 0; c < Chunks; ++c) sum[c] = Vec::fmadd(pl, x[r][c], sum[c]);
           }
-        });
-      }
+          for (int c = 0; c < Chunks; ++c) Vec::store(row + c * kW, sum[c]);
+        }
+      });
     }
   }
 };
