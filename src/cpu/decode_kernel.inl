@@ -53,35 +53,40 @@ inline void prefetch_row(const char* p, std::int64_t bytes) {
   for (; line < p + bytes; line += 64) asm volatile("prefetcht0 %0" : : "m"(*line));
 }
 
-// Head h's row at element offset `at` of base.
-inline void prefetch_head(const char* base, std::int64_t at, std::int64_t h, const DecodeTile& t,
-                          std::int64_t head_bytes, std::int64_t row_bytes) {
-  prefetch_row(base + at * t.element_bytes + h * head_bytes, row_bytes);
+// Heads [h, h + count) of the rows at element offset `at` of base: one
+// span when the heads are adjacent.
+inline void prefetch_heads(const char* base, std::int64_t at, std::int64_t h, std::int64_t count, const DecodeTile& t,
+                           std::int64_t head_bytes, std::int64_t row_bytes) {
+  const char* row = base + at * t.element_bytes + h * head_bytes;
+  if (head_bytes == row_bytes) return prefetch_row(row, count * row_bytes);
+  for (std::int64_t i = 0; i < count; ++i) prefetch_row(row + i * head_bytes, row_bytes);
 }
 
-// The score pass's request for key r of the tile, head h: its K row, past
-// the tile's end the V row of key r - n.
-inline void request_key_row(const DecodeTile& t, std::int64_t r, std::int64_t h) {
-  if (r < t.n) return prefetch_head(t.k, t.k_at[r], h, t, t.k_head_bytes, t.k_row_bytes);
-  if (r - t.n < t.n) prefetch_head(t.v, t.v_at[r - t.n], h, t, t.v_head_bytes, t.v_row_bytes);
+// The score pass's request for key r of the tile, heads [h, h + count):
+// their K rows, past the tile's end the V rows of key r - n.
+inline void request_key_rows(const DecodeTile& t, std::int64_t r, std::int64_t h, std::int64_t count) {
+  if (r < t.n) return prefetch_heads(t.k, t.k_at[r], h, count, t, t.k_head_bytes, t.k_row_bytes);
+  if (r - t.n < t.n) prefetch_heads(t.v, t.v_at[r - t.n], h, count, t, t.v_head_bytes, t.v_row_bytes);
 }
 
-// The values pass's request for key r, head h: its V row, past the tile's
-// end the next tile's K row of key r - n.
-inline void request_value_row(const DecodeTile& t, std::int64_t r, std::int64_t h) {
-  if (r < t.n) return prefetch_head(t.v, t.v_at[r], h, t, t.v_head_bytes, t.v_row_bytes);
-  if (r - t.n < t.next_n) prefetch_head(t.k, t.next_k_at[r - t.n], h, t, t.k_head_bytes, t.k_row_bytes);
+// The values pass's request for key r, heads [h, h + count): their V rows,
+// past the tile's end the next tile's K rows of key r - n.
+inline void request_value_rows(const DecodeTile& t, std::int64_t r, std::int64_t h, std::int64_t count) {
+  if (r < t.n) return prefetch_heads(t.v, t.v_at[r], h, count, t, t.v_head_bytes, t.v_row_bytes);
+  if (r - t.n < t.next_n) prefetch_heads(t.k, t.next_k_at[r - t.n], h, count, t, t.k_head_bytes, t.k_row_bytes);
 }
 
 // Requests rows [first, first + count) of the (key, head) rows from key r0
-// on, in address order (key-major): a group's requests spread over its heads.
+// on, in address order (key-major): a group's requests spread over its
+// heads, one call per key row touched.
 template <class Request>
 inline void request_rows(const DecodeTile& t, std::int64_t r0, std::int64_t first, std::int64_t count,
                          Request request) {
   std::int64_t r = r0 + first / t.heads, h = first % t.heads;
-  for (std::int64_t i = 0; i < count; ++i) {
-    request(t, r, h);
-    if (++h == t.heads) h = 0, ++r;
+  while (count > 0) {
+    const std::int64_t span = std::min(count, t.heads - h);
+    request(t, r++, h, span);
+    count -= span, h = 0;
   }
 }
 
@@ -173,7 +178,7 @@ struct DecodeKernel {
       std::int64_t at[kKeys];
       for (int r = 0; r < kKeys; ++r) at[r] = t.k_at[std::min<std::int64_t>(j0 + r, t.n - 1)];
       for (std::int64_t s = 0; s < t.heads; ++s) {
-        request_rows(t, j0 + kAhead, s * kKeys, kKeys, request_key_row);
+        request_rows(t, j0 + kAhead, s * kKeys, kKeys, request_key_rows);
         Vec::Reg acc[kW];
         DecodePartials<Math>::template keys<T, Lanes, kKeys>(t.k + s * t.k_head_bytes, at, q + s * q_head, q_row,
                                                              head_dim, acc);
@@ -212,10 +217,9 @@ struct DecodeKernel {
   static void value_keys(const DecodeTile& t, std::int64_t j0, const float* p, std::int64_t p_head,
                          std::int64_t head_dim_v, float* acc, std::int64_t o_row, std::int64_t o_head) {
     for (std::int64_t s = 0; s < t.heads; ++s) {
-      request_rows(t, j0 + kDecodeAhead, s * Keys, Keys, request_value_row);
-      DecodeValues<Math>::template keys<T, Lanes, Keys>(t.v + s * t.v_head_bytes, t.v_at + j0,
-                                                        p + s * p_head + j0 * Lanes, acc + s * o_head, o_row,
-                                                        head_dim_v);
+      request_rows(t, j0 + kDecodeAhead, s * Keys, Keys, request_value_rows);
+      DecodeValues<Math>::template keys<T, Lanes, Keys>(
+          t.v + s * t.v_head_bytes, t.v_at + j0, p + s * p_head + j0 * Lanes, acc + s * o_head, o_row, head_dim_v);
     }
   }
 };
