@@ -27,8 +27,9 @@
 // running on into the next pass's rows at its end. The requests are spread
 // evenly over the work (a few rows per head step): issued a whole key row
 // (2 KiB, 32 lines) at a time, probably more than the core's miss buffers
-// hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head request order, 256-byte slices at a
-// 2 KiB stride, is not followed by the hardware prefetchers either.
+// hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
+// request order, 256-byte slices at a 2 KiB stride, is not followed by the
+// hardware prefetchers either.
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
