@@ -14,8 +14,9 @@
 //       L = kW). The score hooks and the online softmax are the tile
 //       loop's own, run over vectors of this layout: a GQA-4 decode item
 //       pays them once per 4 keys, not per key on 4 real lanes of 16;
-//   O:  O[lane] += P[j][lane] * V[j] in fp32 (P is not rounded to bf16),
-//       V rows as vectors, the tile's sum merged as alpha O + sum.
+//   O:  O[lane] += P[j][lane] * V[j], V rows as vectors, the tile's sum
+//       merged as alpha O + sum (fp32 FMAs; bf16 on AVX512_BF16 pairs two
+//       keys per vdpbf16ps lane with P rounded to bf16: decode_bf16_dot.inl).
 // The caller gives the rows as element offsets (core::key_offsets) into
 // the k and v tensors; no row past the tile's n keys is read.
 
