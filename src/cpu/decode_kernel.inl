@@ -174,6 +174,8 @@ struct DecodeKernel {
   static void scores(const DecodeTile& t, const typename Math::Elem* q, std::int64_t q_row, std::int64_t q_head,
                      std::int64_t head_dim, float scale, float* st, std::int64_t st_head) {
     constexpr int kKeys = kW / Lanes;  // keys per transpose_sum
+    // Requests start a whole group ahead when a group is longer than
+    // kDecodeAhead (Lanes 1: 16 keys), not inside the group being read.
     constexpr std::int64_t kAhead = std::max<std::int64_t>(kKeys, kDecodeAhead);
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
       std::int64_t at[kKeys];
