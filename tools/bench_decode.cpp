@@ -8,7 +8,9 @@
 // that a sequence's pages are scattered over the pool, as in a serving
 // engine's allocator. Memory traffic is counted as K and V read once; the
 // ceiling is the DRAM read bandwidth measured in the same process with the
-// same threads (bandwidth_probe.hpp), and the caches are flushed before
+// same threads (bandwidth_probe.hpp), on the same kind of memory (the
+// caches, like the probe's buffer, on transparent huge pages where the
+// system grants them), and the caches are flushed before
 // every timed call so K and V come from DRAM, as they would for a model
 // whose layers' caches do not fit in L3 together.
 #include "bench_decode.hpp"
@@ -104,8 +106,8 @@ DecodeProblem make_problem(const BenchOptions& o) {
   check_fits_in_memory(2.0 * static_cast<double>(q_numel + cache_numel) * dtype_size(t));
   p.q.resize(q_numel * dtype_size(t));
   p.out.resize(p.q.size());
-  p.k_cache.resize(cache_numel * dtype_size(t));
-  p.v_cache.resize(p.k_cache.size());
+  resize_on_huge_pages(p.k_cache, cache_numel * dtype_size(t));
+  resize_on_huge_pages(p.v_cache, p.k_cache.size());
   p.lse.resize(checked_numel({o.batch, o.heads, o.seqlen_q}));
   p.q_view = TensorView::contiguous(p.q.data(), t, {o.batch, o.seqlen_q, o.heads, o.head_dim});
   p.out_view = TensorView::contiguous(p.out.data(), t, {o.batch, o.seqlen_q, o.heads, o.head_dim});

@@ -1,6 +1,7 @@
 // Shared bench pieces (see bench_util.hpp).
 #include "bench_util.hpp"
 
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -25,6 +26,16 @@ void check_fits_in_memory(double bytes) {
     throw cli::CliError("bench: the tensors need " + std::to_string(static_cast<std::int64_t>(bytes / (1 << 30))) +
                         " GiB, more than this machine has");
   }
+}
+
+void resize_on_huge_pages(std::vector<std::byte>& bytes, std::size_t size) {
+  constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
+  bytes.reserve(size);  // allocated, not yet written: no page is backed
+  const auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
+  const std::uintptr_t first = (begin + kHugePage - 1) / kHugePage * kHugePage;
+  const std::uintptr_t last = (begin + bytes.capacity()) / kHugePage * kHugePage;
+  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice: may be ignored
+  bytes.resize(size);
 }
 
 void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng) {

@@ -20,6 +20,11 @@ std::int64_t checked_numel(std::initializer_list<std::int64_t> shape);
 // Throws cli::CliError when `bytes` exceed 80% of the physical memory.
 void check_fits_in_memory(double bytes);
 
+// bytes.resize(size) with transparent huge pages advised for the 2 MiB
+// pages inside its storage before they are first written: the memory kind
+// of the bandwidth probe's buffer, and of a serving engine's large pools.
+void resize_on_huge_pages(std::vector<std::byte>& bytes, std::size_t size);
+
 // Fills `bytes` (elements of dtype) with N(0, 1) values.
 void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng);
 
