@@ -42,6 +42,10 @@ struct FlashAttnOptions {
   // The mask depends only on (seed, offset, batch, head, i, j).
   std::optional<std::uint64_t> seed;
   std::uint64_t offset = 0;
+  // CUDA tensors: the cudaStream_t the call is enqueued on (cast to void*;
+  // null: the legacy default stream). The call never synchronises. Ignored
+  // on the CPU.
+  void* stream = nullptr;
 };
 
 // Caller-owned outputs. out is required; the others are written when present.

@@ -36,6 +36,7 @@ struct BshdStrides {
 struct AttentionParams {
   DType dtype = DType::f32;  // of q, k, v and out
   Device device{};
+  void* stream = nullptr;    // CUDA: the cudaStream_t to launch on (null: the legacy default stream)
 
   // q (batch, seqlen_q, heads_q, head_dim), k (batch, seqlen_k, heads_kv,
   // head_dim), v (batch, seqlen_k, heads_kv, head_dim_v), out like q with

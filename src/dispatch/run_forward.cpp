@@ -1,5 +1,8 @@
 // run_forward: picks the backend, then the ISA (which picks its tile shape).
 #include "cpu/cpu_forward.hpp"
+#ifdef FLASHATTN_WITH_CUDA
+#include "cuda/cuda_backend.hpp"
+#endif
 #include "flashattn/params.hpp"
 #include "flashattn/runtime.hpp"
 #include "reference/reference_forward.hpp"
@@ -17,6 +20,9 @@ cpu::ExecConfig exec_config() {
 }  // namespace
 
 void run_forward(const AttentionParams& params) {
+#ifdef FLASHATTN_WITH_CUDA
+  if (params.device.type == DeviceType::cuda) return cuda::run_forward(params, params.stream);
+#endif
   if (active_backend() == Backend::reference) {
     reference::reference_backend_forward(params);
     return;
@@ -31,6 +37,7 @@ void run_forward(const AttentionParams& params) {
 }
 
 std::int64_t forward_workspace_bytes(const AttentionParams& params) {
+  if (params.device.type == DeviceType::cuda) return 0;  // the CUDA forward needs no workspace
   if (active_backend() == Backend::reference) return 0;
   const cpu::ExecConfig exec = exec_config();
   switch (active_isa()) {

@@ -18,9 +18,11 @@ void check_dtypes_and_devices(const ArgChecker& c, const ArgNames& n, const Tens
             [&] { return n.q + " has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
   c.dtype(k, n.k, q.dtype);
   c.dtype(v, n.v, q.dtype);
+#ifndef FLASHATTN_WITH_CUDA
   c.require(q.device.type == DeviceType::cpu, [&] {
     return n.q + " is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)";
   });
+#endif
   c.device(k, n.k, q.device);
   c.device(v, n.v, q.device);
 }
@@ -36,6 +38,7 @@ Problem check_qkv(const ArgChecker& c, const ArgNames& n, const TensorView& q, c
 
   Problem p;
   p.varlen = varlen;
+  p.device = q.device;
   const int h = rank - 2, d = rank - 1, kh = k_rank - 2;
   p.heads = q.shape[h];
   p.heads_kv = k.shape[kh];
@@ -245,13 +248,20 @@ void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem
     });
     c.rows_tensor(a, "alibi_slopes", a.rank);
     c.dtype(a, "alibi_slopes", DType::f32);
-    c.device(a, "alibi_slopes", Device{});
+    c.device(a, "alibi_slopes", p.device);
     if (a.rank == 1) {
       c.shape(a, "alibi_slopes", {p.heads});
     } else {
       c.shape(a, "alibi_slopes", {p.batch, p.heads});
     }
   }
+}
+
+void require_host_backend(const ArgChecker& c, const Problem& p, const std::string& what) {
+  c.require(p.device.type == DeviceType::cpu, [&] {
+    return "the tensors are on " + device_string(p.device) + ", expected cpu: the CUDA backend does not run " + what +
+           " yet";
+  });
 }
 
 Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& q, const TensorView& k,
@@ -325,6 +335,7 @@ AttentionParams problem_params(const Problem& p, const TensorView& q, const Tens
   AttentionParams a;
   a.dtype = q.dtype;
   a.device = q.device;
+  a.stream = o.stream;
   a.q = q.data;
   a.k = k.data;
   a.v = v.data;

@@ -42,6 +42,7 @@ struct Problem {
   std::int64_t batch = 0, seqlen_q = 0, seqlen_k = 0;  // varlen: max_seqlen_q / max_seqlen_k
   std::int64_t rows_q = 0, rows_k = 0;                 // varlen: total rows of q and of k/v
   std::int64_t heads = 0, heads_kv = 0, head_dim = 0;
+  Device device{};  // of q, k, v, the outputs and alibi_slopes
 };
 
 // Names in the packed forms: k and v are "kv"; q, k and v are "qkv" (and
@@ -65,6 +66,10 @@ Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& 
 
 // dropout, softmax_scale, softcap, window_size and alibi_slopes (against p's batch and heads).
 void check_options(const ArgChecker& c, const FlashAttnOptions& options, const Problem& p);
+
+// Calls that only the CPU backend runs so far (`what`: "the backward"):
+// their tensors must be on the CPU.
+void require_host_backend(const ArgChecker& c, const Problem& p, const std::string& what);
 
 // Per-row tensors of a problem: q-like (b, sq, h, d) / varlen (total_q, h, d)
 // (out, dout, dq), k-like (b, sk, hk, d) / (total_k, hk, d) (dk, dv), and

@@ -84,6 +84,7 @@ AttentionParams backward_params(const char* function, Packing packing, const Bac
       break;
   }
   const Problem p = frontend::check_problem(c, names, qkv[0], qkv[1], qkv[2], varlen, options);
+  frontend::require_host_backend(c, p, "the backward");
   c.require(!options.return_attn_probs, [&] {
     return "return_attn_probs is true, expected false: the backward returns no attention probabilities";
   });
@@ -198,6 +199,7 @@ void flash_attn_forward_backward(const TensorView& q, const TensorView& k, const
                                  const FlashAttnOptions& options) {
   const ArgChecker c("flash_attn_forward_backward");
   const Problem p = frontend::check_problem(c, {}, q, k, v, nullptr, options);
+  frontend::require_host_backend(c, p, "the backward");
   frontend::check_forward_outputs(c, outputs, options, p, q);
   frontend::check_rows(c, dout, "dout", p, RowLayout::q, q.dtype, q.device, false);
   const std::vector<NamedView> inputs{{q, "q"}, {k, "k"}, {v, "v"}};
