@@ -1,0 +1,159 @@
+// The CUDA forward against the fp64 reference by the oracle rule
+// (DESIGN.md), over the fixed-length grid of the CPU forward tests: dtypes,
+// head dims of every tile, GQA, causal and windowed masks, softcap, alibi,
+// strided views, lengths that cut tiles. Needs a GPU: labelled `gpu`, left
+// out of `make test` and run by scripts/gpu-check.
+#include <cuda_runtime.h>
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "cuda/check.hpp"
+#include "support/attention_problem.hpp"
+#include "support/oracle.hpp"
+
+namespace flashattn::testing {
+namespace {
+
+// A device copy of a HostTensor's storage, viewed like it (same shape,
+// strides and offset) on cuda:0.
+class DeviceCopy {
+ public:
+  explicit DeviceCopy(const HostTensor& host) : host_(host) {
+    FLASHATTN_CUDA_CHECK(cudaMalloc(&data_, host.bytes().size()));
+    FLASHATTN_CUDA_CHECK(cudaMemcpy(data_, host.bytes().data(), host.bytes().size(), cudaMemcpyHostToDevice));
+  }
+  ~DeviceCopy() { cudaFree(data_); }
+  DeviceCopy(const DeviceCopy&) = delete;
+  DeviceCopy& operator=(const DeviceCopy&) = delete;
+
+  TensorView view() const {
+    TensorView v = host_.view();
+    v.data = data_;  // HostTensor views start at their storage
+    v.device = {DeviceType::cuda, 0};
+    return v;
+  }
+  // Copies the device storage back over the host tensor's.
+  void copy_back() const {
+    FLASHATTN_CUDA_CHECK(cudaMemcpy(host_.data<unsigned char>(), data_, host_.bytes().size(), cudaMemcpyDeviceToHost));
+  }
+
+ private:
+  const HostTensor& host_;
+  void* data_ = nullptr;
+};
+
+struct Case {
+  DType dtype;
+  std::int64_t head_dim, seqlen_q, seqlen_k, heads, heads_kv;
+  bool causal = false;
+  WindowSize window{};
+  float softcap = 0.0f;
+  Alibi alibi = Alibi::none;
+  bool strided = false;
+};
+
+std::string describe(const Case& c) {
+  return std::string(dtype_name(c.dtype)) + " d" + std::to_string(c.head_dim) + " sq" + std::to_string(c.seqlen_q) +
+         " sk" + std::to_string(c.seqlen_k) + " h" + std::to_string(c.heads) + "/" + std::to_string(c.heads_kv) +
+         (c.causal ? " causal" : "") + " window(" + std::to_string(c.window.left) + "," +
+         std::to_string(c.window.right) + ")" + (c.softcap > 0 ? " softcap" : "") +
+         (c.alibi != Alibi::none ? " alibi" : "") + (c.strided ? " strided" : "");
+}
+
+void run_case(const Case& c, std::uint64_t salt) {
+  SCOPED_TRACE(describe(c));
+  AttentionProblem pr;
+  pr.dtype = c.dtype;
+  pr.batch = 2, pr.seqlen_q = c.seqlen_q, pr.seqlen_k = c.seqlen_k;
+  pr.heads = c.heads, pr.heads_kv = c.heads_kv, pr.head_dim = c.head_dim;
+  pr.strided = c.strided;
+  pr.alibi = c.alibi;
+  pr.options.causal = c.causal;
+  pr.options.window_size = c.window;
+  pr.options.softcap = c.softcap;
+  std::mt19937_64 rng = test_rng(salt);
+  pr.allocate(rng);
+
+  const DeviceCopy q(pr.q), k(pr.k), v(pr.v), out(pr.out), lse(pr.lse);
+  FlashAttnOptions options = pr.opts();
+  std::unique_ptr<DeviceCopy> slopes;
+  if (c.alibi != Alibi::none) {
+    slopes = std::make_unique<DeviceCopy>(pr.alibi_slopes);
+    options.alibi_slopes = slopes->view();
+  }
+  cudaStream_t stream;
+  FLASHATTN_CUDA_CHECK(cudaStreamCreate(&stream));
+  options.stream = stream;
+  flash_attn(q.view(), k.view(), v.view(), {.out = out.view(), .softmax_lse = lse.view()}, options);
+  FLASHATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  FLASHATTN_CUDA_CHECK(cudaStreamDestroy(stream));
+  out.copy_back();
+  lse.copy_back();
+
+  const ForwardOracle oracle(pr.params());
+  EXPECT_TRUE(oracle.check_out());
+  EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
+  EXPECT_TRUE(pr.outputs_stay_in_view());
+}
+
+TEST(CudaForward, OracleOverTheGrid) {
+  std::uint64_t salt = 0;
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    for (std::int64_t d : {32, 64, 96, 128, 160, 192, 256}) {
+      for (auto [sq, sk] :
+           std::vector<std::pair<std::int64_t, std::int64_t>>{{1, 1}, {17, 100}, {128, 128}, {200, 77}, {513, 1030}}) {
+        run_case({.dtype = dtype, .head_dim = d, .seqlen_q = sq, .seqlen_k = sk, .heads = 4, .heads_kv = 4}, ++salt);
+        run_case(
+            {.dtype = dtype, .head_dim = d, .seqlen_q = sq, .seqlen_k = sk, .heads = 8, .heads_kv = 2, .causal = true},
+            ++salt);
+      }
+    }
+  }
+}
+
+TEST(CudaForward, MasksAndHooks) {
+  std::uint64_t salt = 1000;
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    for (std::int64_t d : {64, 128}) {
+      run_case({.dtype = dtype,
+                .head_dim = d,
+                .seqlen_q = 300,
+                .seqlen_k = 700,
+                .heads = 4,
+                .heads_kv = 1,
+                .window = {64, 16}},
+               ++salt);
+      run_case(
+          {.dtype = dtype, .head_dim = d, .seqlen_q = 700, .seqlen_k = 300, .heads = 4, .heads_kv = 4, .causal = true},
+          ++salt);  // rows with nothing kept: lse +inf, out 0
+      run_case({.dtype = dtype,
+                .head_dim = d,
+                .seqlen_q = 129,
+                .seqlen_k = 257,
+                .heads = 2,
+                .heads_kv = 2,
+                .softcap = 30.0f},
+               ++salt);
+      run_case({.dtype = dtype,
+                .head_dim = d,
+                .seqlen_q = 129,
+                .seqlen_k = 257,
+                .heads = 6,
+                .heads_kv = 3,
+                .causal = true,
+                .alibi = Alibi::per_batch_head},
+               ++salt);
+      run_case(
+          {.dtype = dtype, .head_dim = d, .seqlen_q = 100, .seqlen_k = 100, .heads = 4, .heads_kv = 2, .strided = true},
+          ++salt);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace flashattn::testing
