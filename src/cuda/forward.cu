@@ -5,6 +5,8 @@
 // dim runs in the smallest tile that holds it (96 in 128, 160 in 192).
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <initializer_list>
 #include <string>
 
 #include "cuda/check.hpp"
@@ -81,6 +83,28 @@ void check_supported(const AttentionParams& p) {
   if (p.dtype != DType::f16 && p.dtype != DType::bf16) {
     throw Error("flashattn (CUDA): dtype " + std::string(dtype_name(p.dtype)) +
                 " is not supported, expected f16 or bf16");
+  }
+  // cp.async moves 16-byte chunks of q, k and v rows; out is written 2 elements at a time.
+  auto aligned = [](const void* data, std::initializer_list<std::int64_t> strides, std::int64_t elements) {
+    if (reinterpret_cast<std::uintptr_t>(data) % (2 * elements) != 0) return false;
+    for (std::int64_t stride : strides) {
+      if (stride % elements != 0) return false;
+    }
+    return true;
+  };
+  auto require_aligned = [&](const void* data, const BshdStrides& s, std::int64_t elements, const char* name) {
+    if (!aligned(data, {s.batch, s.row, s.head}, elements)) {
+      throw Error(std::string("flashattn (CUDA): ") + name + " must start on a " + std::to_string(2 * elements) +
+                  "-byte boundary with strides that are multiples of " + std::to_string(elements) + " elements");
+    }
+  };
+  require_aligned(p.q, p.q_stride, 8, "q");
+  require_aligned(p.k, p.k_stride, 8, "k");
+  require_aligned(p.v, p.v_stride, 8, "v");
+  require_aligned(p.out, p.out_stride, 2, "out");
+  if (p.batch > 65535 || p.heads_q > 65535) {
+    throw Error("flashattn (CUDA): batch " + std::to_string(p.batch) + " and heads " + std::to_string(p.heads_q) +
+                " must each be at most 65535 (grid dimensions)");
   }
 }
 

@@ -100,6 +100,15 @@ TEST(CudaDispatch, TheBackwardStaysOnTheCpu) {
   EXPECT_TRUE(p.outputs_untouched());
 }
 
+TEST(CudaDispatch, RowsOffSixteenByteChunksAreRejected) {
+  const CudaTaggedProblem p;
+  const HostTensor padded = HostTensor::padded(DType::bf16, {1, 8, 2, 64}, {1, 8, 2, 68});  // rows 136 bytes apart
+  auto cuda = [](const HostTensor& t) { return CudaTaggedProblem::on_cuda(t); };
+  expect_error([&] { flash_attn(cuda(padded), cuda(p.k), cuda(p.v), {.out = cuda(p.out)}); },
+               {"q must start on a 16-byte boundary", "multiples of 8 elements"});
+  EXPECT_TRUE(p.outputs_untouched());
+}
+
 TEST(CudaDispatch, HeadDimTiles) {
   EXPECT_EQ(cuda::forward_head_dim_tile(8), 32);
   EXPECT_EQ(cuda::forward_head_dim_tile(64), 64);

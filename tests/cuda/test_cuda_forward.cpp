@@ -72,6 +72,7 @@ void run_case(const Case& c, std::uint64_t salt) {
   pr.batch = 2, pr.seqlen_q = c.seqlen_q, pr.seqlen_k = c.seqlen_k;
   pr.heads = c.heads, pr.heads_kv = c.heads_kv, pr.head_dim = c.head_dim;
   pr.strided = c.strided;
+  pr.column_pad = 8;  // rows of 16-byte chunks: the CUDA kernels' alignment
   pr.alibi = c.alibi;
   pr.options.causal = c.causal;
   pr.options.window_size = c.window;

@@ -32,6 +32,7 @@ struct AttentionProblem {
   std::vector<std::int32_t> lens_q, lens_k;
   std::vector<std::int32_t> seqused_k;  // varlen only; empty = not given
   bool strided = false;                 // every tensor a view into a larger buffer
+  std::int64_t column_pad = 5;          // strided: extra columns per stored row (CUDA needs multiples of 8)
   double stddev = 1.0;                  // of q and k (logit magnitude)
   // q and k rounded to integers: with a power-of-two softmax_scale every
   // score is exact in fp32 (see test_forward_oracle.cpp, large logits).
@@ -141,8 +142,8 @@ struct AttentionProblem {
   }
   // (b, s, h, d) or varlen (rows, h, d); strided: padded rows, heads and columns.
   HostTensor rows_tensor(std::int64_t seqlen, std::int64_t rows, std::int64_t h) const {
-    if (varlen()) return tensor(dtype, {rows, h, head_dim}, {rows + 3, h + 1, head_dim + 5});
-    return tensor(dtype, {batch, seqlen, h, head_dim}, {batch, seqlen + 3, h + 1, head_dim + 5});
+    if (varlen()) return tensor(dtype, {rows, h, head_dim}, {rows + 3, h + 1, head_dim + column_pad});
+    return tensor(dtype, {batch, seqlen, h, head_dim}, {batch, seqlen + 3, h + 1, head_dim + column_pad});
   }
 };
 
