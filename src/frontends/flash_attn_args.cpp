@@ -18,10 +18,9 @@ void check_dtypes_and_devices(const ArgChecker& c, const ArgNames& n, const Tens
             [&] { return n.q + " has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
   c.dtype(k, n.k, q.dtype);
   c.dtype(v, n.v, q.dtype);
-#ifndef FLASHATTN_WITH_CUDA
-  c.require(q.device.type == DeviceType::cpu, [&] {
-    return n.q + " is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)";
-  });
+#ifndef FLASHATTN_WITH_CUDA  // a CUDA build takes CUDA tensors; the dispatcher says what it cannot run
+  c.require(q.device.type == DeviceType::cpu,
+            [&] { return n.q + " is on " + device_string(q.device) + ", expected cpu (" + cpu_only_reason("this call") + ")"; });
 #endif
   c.device(k, n.k, q.device);
   c.device(v, n.v, q.device);
@@ -257,10 +256,17 @@ void check_options(const ArgChecker& c, const FlashAttnOptions& o, const Problem
   }
 }
 
+std::string cpu_only_reason([[maybe_unused]] const std::string& what) {
+#ifdef FLASHATTN_WITH_CUDA
+  return "the CUDA backend does not run " + what + " yet";
+#else
+  return "this build has only the CPU backend";
+#endif
+}
+
 void require_host_backend(const ArgChecker& c, const Problem& p, const std::string& what) {
   c.require(p.device.type == DeviceType::cpu, [&] {
-    return "the tensors are on " + device_string(p.device) + ", expected cpu: the CUDA backend does not run " + what +
-           " yet";
+    return "the tensors are on " + device_string(p.device) + ", expected cpu: " + cpu_only_reason(what);
   });
 }
 

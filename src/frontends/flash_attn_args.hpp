@@ -67,8 +67,11 @@ Problem check_problem(const ArgChecker& c, const ArgNames& n, const TensorView& 
 // dropout, softmax_scale, softcap, window_size and alibi_slopes (against p's batch and heads).
 void check_options(const ArgChecker& c, const FlashAttnOptions& options, const Problem& p);
 
-// Calls that only the CPU backend runs so far (`what`: "the backward"):
-// their tensors must be on the CPU.
+// Why a call's tensors must be on the CPU (`what`: "the backward"): this
+// build has no CUDA backend, or its CUDA backend does not run `what` yet.
+std::string cpu_only_reason(const std::string& what);
+
+// Calls that only the CPU backend runs so far: their tensors must be on the CPU.
 void require_host_backend(const ArgChecker& c, const Problem& p, const std::string& what);
 
 // Per-row tensors of a problem: q-like (b, sq, h, d) / varlen (total_q, h, d)

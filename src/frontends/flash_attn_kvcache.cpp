@@ -150,7 +150,7 @@ Problem check_q(const ArgChecker& c, const TensorView& q) {
   c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
             [&] { return "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
   c.require(q.device.type == DeviceType::cpu, [&] {
-    return "q is on " + device_string(q.device) + ", expected cpu (this build has only the CPU backend)";
+    return "q is on " + device_string(q.device) + ", expected cpu (" + cpu_only_reason("flash_attn_with_kvcache") + ")";
   });
   Problem p;
   p.batch = q.shape[0];
