@@ -46,6 +46,12 @@ struct FlashAttnOptions {
   // null: the legacy default stream). The call never synchronises. Ignored
   // on the CPU.
   void* stream = nullptr;
+  // CUDA tensors: scratch memory on their device for split-KV (few query
+  // rows over many keys, e.g. decoding). Its size for a call: the
+  // *_workspace_bytes function below with the call's arguments (0: the call
+  // does not split). Null: the call runs unsplit. The CPU allocates its own.
+  void* workspace = nullptr;
+  std::int64_t workspace_bytes = 0;
 };
 
 // Caller-owned outputs. out is required; the others are written when present.
@@ -59,6 +65,12 @@ struct FlashAttnOutputs {
 
 void flash_attn(const TensorView& q, const TensorView& k, const TensorView& v, const FlashAttnOutputs& outputs,
                 const FlashAttnOptions& options = {});
+
+// Bytes of workspace flash_attn / flash_attn_varlen with these arguments
+// use (FlashAttnOptions::workspace); the arguments are checked as the call
+// checks them, nothing is read or written. CUDA: queries the current device.
+std::int64_t flash_attn_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
+                                        const FlashAttnOutputs& outputs, const FlashAttnOptions& options = {});
 
 void flash_attn_kvpacked(const TensorView& q, const TensorView& kv, const FlashAttnOutputs& outputs,
                          const FlashAttnOptions& options = {});
@@ -75,6 +87,12 @@ void flash_attn_varlen(const TensorView& q, const TensorView& k, const TensorVie
                        std::int64_t max_seqlen_k, const FlashAttnOutputs& outputs,
                        const FlashAttnOptions& options = {}, const TensorView& seqused_k = {},
                        const TensorView& block_table = {});
+
+std::int64_t flash_attn_varlen_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
+                                               const TensorView& cu_seqlens_q, const TensorView& cu_seqlens_k,
+                                               std::int64_t max_seqlen_q, std::int64_t max_seqlen_k,
+                                               const FlashAttnOutputs& outputs, const FlashAttnOptions& options = {},
+                                               const TensorView& seqused_k = {}, const TensorView& block_table = {});
 
 void flash_attn_varlen_kvpacked(const TensorView& q, const TensorView& kv, const TensorView& cu_seqlens_q,
                                 const TensorView& cu_seqlens_k, std::int64_t max_seqlen_q,

@@ -76,12 +76,32 @@ struct AttentionParams {
   const std::int32_t* kv_batch_index = nullptr;  // (batch,)
   const std::int32_t* k_leftpad = nullptr;       // (batch,); fixed-length batches only
 
+  // What the index arrays above may address: the sizes of the tensors they
+  // point into. The CPU front-ends check index contents on the host; device
+  // index arrays cannot be read there without synchronising, so the CUDA
+  // backend clamps every index it reads to these bounds (a bad index gives
+  // unspecified values, never an access out of bounds). 0: not set.
+  struct IndexBounds {
+    std::int64_t rows_q = 0;            // varlen: rows of q and out (total_q)
+    std::int64_t rows_k = 0;            // varlen, not paged: rows of k and v (total_k)
+    std::int64_t num_pages = 0;         // paged: pages of k and v
+    std::int64_t pages_per_seq = 0;     // paged: columns of block_table
+    std::int64_t kv_batches = 0;        // kv cache: batch size of k and v (b_cache)
+    std::int64_t kv_seqlen = 0;         // kv cache, not paged: rows per sequence of k and v
+  } bounds;
+
   // Split-KV: the kept keys of every work item are cut into this many chunks
   // of whole key tiles that run as separate work items, each chunk's (out,
   // lse) merged at the end (SEMANTICS.md §1). 1: no split (bitwise the
   // unsplit kernel); 0: the CPU heuristic (choose_num_splits in cpu/tile_shape.hpp) picks.
   // Ignored when probs are requested.
   std::int64_t num_splits = 1;
+
+  // Caller-provided scratch memory on the tensors' device (CUDA: split-KV
+  // partials; see forward_workspace_bytes). Null: a backend that needs
+  // scratch allocates it (CPU) or runs without splitting (CUDA).
+  void* workspace = nullptr;
+  std::int64_t workspace_bytes = 0;
 
   // Score pipeline: s = scale * q.k; if softcap > 0: s = softcap * tanh(s / softcap);
   // s -= slope * |i + d - j| (alibi); masked pairs drop out of the softmax.
@@ -127,7 +147,7 @@ struct AttentionParams {
   // dq, dk, dv bitwise reproducible across runs and thread counts.
   bool deterministic = false;
 
-  bool is_varlen() const { return cu_seqlens_q != nullptr; }
+  constexpr bool is_varlen() const { return cu_seqlens_q != nullptr; }
 };
 
 // Runs the attention `params` describes on the active backend (runtime.hpp).
@@ -135,9 +155,10 @@ struct AttentionParams {
 // re-validated. Front-ends validate and then call this.
 void run_forward(const AttentionParams& params);
 
-// Bytes of scratch memory run_forward(params) allocates with the current
-// settings (backend, ISA, threads): the CPU forward's per-thread tiles. It
-// does not grow with seqlen_q x seqlen_k.
+// Bytes of scratch memory run_forward(params) needs with the current
+// settings. CPU: what it allocates (the per-thread tiles and split-KV
+// partials). CUDA: the workspace the caller passes in params.workspace for
+// split-KV (0 when the call does not split). Neither grows with seqlen_q x seqlen_k.
 std::int64_t forward_workspace_bytes(const AttentionParams& params);
 
 // The backward of run_forward: reads q, k, v, out, lse and dout, writes dq,

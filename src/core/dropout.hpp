@@ -10,8 +10,9 @@
 #pragma once
 
 #include <array>
-#include <cmath>
 #include <cstdint>
+
+#include "core/host_device.hpp"
 
 namespace flashattn::core {
 
@@ -20,7 +21,7 @@ constexpr std::uint32_t kPhiloxMul0 = 0xD2511F53u, kPhiloxMul1 = 0xCD9E8D57u;
 constexpr std::uint32_t kPhiloxWeyl0 = 0x9E3779B9u, kPhiloxWeyl1 = 0xBB67AE85u;
 constexpr int kPhiloxRounds = 10;
 
-inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr,
+FLASHATTN_HD inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr,
                                                   std::array<std::uint32_t, 2> key) {
   for (int round = 0; round < kPhiloxRounds; ++round) {
     const std::uint64_t p0 = static_cast<std::uint64_t>(kPhiloxMul0) * ctr[0];
@@ -41,25 +42,25 @@ struct DropoutStream {
   std::uint32_t drop_below = 0;   // drop when word < drop_below (p * 2^32 < 2^32 as p < 1); 0 drops nothing
 
   // Four drop decisions for keys 4*group .. 4*group+3 of row i (bit k set = key 4*group+k dropped).
-  unsigned dropped_bits(std::int64_t i, std::int64_t group) const {
+  FLASHATTN_HD unsigned dropped_bits(std::int64_t i, std::int64_t group) const {
     const auto words = philox4x32_10(
         {static_cast<std::uint32_t>(group), static_cast<std::uint32_t>(i), stream, offset_lo}, key);
     unsigned bits = 0;
     for (int k = 0; k < 4; ++k) bits |= static_cast<unsigned>(words[k] < drop_below) << k;
     return bits;
   }
-  bool dropped(std::int64_t i, std::int64_t j) const { return (dropped_bits(i, j >> 2) >> (j & 3)) & 1u; }
+  FLASHATTN_HD bool dropped(std::int64_t i, std::int64_t j) const { return (dropped_bits(i, j >> 2) >> (j & 3)) & 1u; }
 };
 
 // p = dropout probability in [0, 1).
-inline DropoutStream make_dropout_stream(std::uint64_t seed, std::uint64_t offset, float p, std::int64_t batch,
+FLASHATTN_HD inline DropoutStream make_dropout_stream(std::uint64_t seed, std::uint64_t offset, float p, std::int64_t batch,
                                          std::int64_t head, std::int64_t heads) {
   DropoutStream s;
   s.key = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32) ^
                                                  static_cast<std::uint32_t>(offset >> 32)};
   s.stream = static_cast<std::uint32_t>(batch * heads + head);
   s.offset_lo = static_cast<std::uint32_t>(offset);
-  s.drop_below = static_cast<std::uint32_t>(std::ldexp(static_cast<double>(p), 32));
+  s.drop_below = static_cast<std::uint32_t>(static_cast<double>(p) * 4294967296.0);  // p * 2^32, exact
   return s;
 }
 

@@ -7,6 +7,7 @@
 #include <numeric>
 #include <vector>
 
+#include "core/host_device.hpp"
 #include "flashattn/params.hpp"
 
 namespace flashattn::core {
@@ -21,7 +22,7 @@ struct SequenceExtent {
   std::int64_t page_size = 0;
 };
 
-inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) {
+FLASHATTN_HD inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) {
   SequenceExtent e;
   e.k_batch = p.kv_batch_index ? p.kv_batch_index[b] : b;
   if (p.cu_seqlens_q != nullptr) {
@@ -66,7 +67,7 @@ inline std::int64_t element_offset(const BshdStrides& s, std::int64_t b, std::in
 
 // Element offset of key j of sequence e (counted from its first key), kv
 // head h, in k or v (strides s; when paged, s.batch is the page stride).
-inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j, std::int64_t h) {
+FLASHATTN_HD inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j, std::int64_t h) {
   if (e.pages != nullptr) return e.pages[j / e.page_size] * s.batch + (j % e.page_size) * s.row + h * s.head;
   return e.k_batch * s.batch + (e.k_start + j) * s.row + h * s.head;
 }

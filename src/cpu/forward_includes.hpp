@@ -27,6 +27,7 @@
 #include "core/mask.hpp"
 #include "core/merge.hpp"
 #include "core/sequence.hpp"
+#include "core/split.hpp"
 #include "cpu/cpu_forward.hpp"
 #include "cpu/isa_region.hpp"
 #include "flashattn/dtype.hpp"

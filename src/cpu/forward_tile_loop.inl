@@ -568,7 +568,7 @@ inline void attend_item(const WorkItem& w, const ForwardDims& d, Workspace<Math>
   }
   const std::int64_t sq = w.seq.seqlen_q, sk = w.seq.seqlen_k;
   core::KeyRange keys = core::kept_keys_of_rows(p.mask, w.row_begin, w.row_begin + w.rows, sq, sk);
-  if (w.partials) keys = split_chunk(keys, d.k_cols, w.split, w.partials->splits);
+  if (w.partials) keys = core::split_chunk(keys, d.k_cols, w.split, w.partials->splits);
   for (std::int64_t kb = keys.begin / d.k_cols * d.k_cols; kb < keys.end; kb += d.k_cols) {
     const std::int64_t n = std::min(d.k_cols, sk - kb), n_pad = round_up(n, Vec::kRows);
     const std::int64_t next_n = next_tile_keys(kb + d.k_cols, keys.end, sk, d.k_cols);

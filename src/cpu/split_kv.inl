@@ -1,5 +1,6 @@
-// Split-KV pieces of the CPU forward: the chunks of an item's keys, how
-// many there are, the fp32 partial results and their merge. Included by
+// Split-KV pieces of the CPU forward: how many chunks a call runs in, the
+// fp32 partial results and their merge (the heuristic and the chunks' key
+// ranges are shared with the CUDA backend: core/split.hpp). Included by
 // forward_tile_loop.inl (inside namespace flashattn::cpu::<isa>).
 
 // Split-KV partial results, fp32: each split's normalised output and lse
@@ -10,17 +11,6 @@ struct SplitPartials {
   float* out = nullptr;   // (splits, rows, heads_q, head_dim_v)
   float* lse = nullptr;   // (splits, rows, heads_q); -inf: the split kept no key
 };
-
-// Chunk `split` of `splits` of an item's kept keys, in whole key tiles (the
-// tiles of the unsplit loop, so every tile's arithmetic is unchanged).
-inline core::KeyRange split_chunk(const core::KeyRange& keys, std::int64_t k_cols, std::int64_t split,
-                                  std::int64_t splits) {
-  if (keys.empty()) return keys;
-  const std::int64_t first = keys.begin / k_cols, tiles = (keys.end + k_cols - 1) / k_cols - first;
-  const std::int64_t t0 = first + tiles * split / splits, t1 = first + tiles * (split + 1) / splits;
-  if (t0 == t1) return {keys.begin, keys.begin};
-  return {std::max(keys.begin, t0 * k_cols), std::min(keys.end, t1 * k_cols)};
-}
 
 // Rows of every query head over all sequences: the partials' row count.
 inline std::int64_t total_rows_q(const AttentionParams& p) {
@@ -34,8 +24,8 @@ inline std::int64_t split_count(const AttentionParams& p, const ExecConfig& exec
                                 std::int64_t items, bool stats) {
   if (stats || p.probs || p.num_splits == 1) return 1;
   const std::int64_t key_tiles = std::max<std::int64_t>(1, (p.seqlen_k + tiles.k_cols - 1) / tiles.k_cols);
-  const std::int64_t splits = p.num_splits > 0 ? p.num_splits : choose_num_splits(items, key_tiles, exec.threads);
-  return std::clamp<std::int64_t>(splits, 1, std::min(key_tiles, kMaxSplits));
+  const std::int64_t splits = p.num_splits > 0 ? p.num_splits : core::choose_num_splits(items, key_tiles, exec.threads);
+  return std::clamp<std::int64_t>(splits, 1, std::min(key_tiles, core::kMaxSplits));
 }
 
 // fp32 scratch of the split partials (no std containers in an ISA region);
@@ -64,7 +54,7 @@ class PartialsBuffer {
 // out and lse of every row from its splits' partials (core::merge_weights),
 // rounded once to the output dtype. Inside the parallel region.
 inline void merge_splits(const AttentionParams& p, const SplitPartials& parts, float* row) {
-  double weights[kMaxSplits];
+  double weights[core::kMaxSplits];
   const std::int64_t splits = parts.splits;
 #pragma omp for collapse(2) schedule(static)
   for (std::int64_t b = 0; b < p.batch; ++b) {

@@ -44,20 +44,4 @@ inline TileShape choose_tile_shape(std::int64_t head_dim, std::int64_t head_dim_
 // head) within ~128 KiB at head_dim 256.
 inline constexpr std::int64_t kDecodeKvHeads = 8;
 
-// Split-KV: how many key chunks each work item is cut into (chunks run as
-// separate items, merged at the end). Splitting pays only when there are too
-// few items to keep every thread busy (decoding: one query row per sequence,
-// few kv heads): then enough chunks for ~4 items per thread, each at least
-// kMinSplitTiles key tiles so the merge and the per-chunk setup stay small.
-// One thread or enough items: 1.
-inline constexpr std::int64_t kMaxSplits = 128;
-inline constexpr std::int64_t kMinSplitTiles = 4;
-
-inline std::int64_t choose_num_splits(std::int64_t items, std::int64_t key_tiles, int threads) {
-  const std::int64_t wanted_items = 4 * static_cast<std::int64_t>(threads);
-  if (threads <= 1 || items <= 0 || items >= wanted_items) return 1;
-  const std::int64_t splits = (wanted_items + items - 1) / items;
-  return std::clamp<std::int64_t>(std::min(splits, key_tiles / kMinSplitTiles), 1, kMaxSplits);
-}
-
 }  // namespace flashattn::cpu

@@ -13,8 +13,10 @@ namespace flashattn::cuda {
 // synchronise; allocates nothing. Throws Error before any launch.
 void run_forward(const AttentionParams& p, void* stream);
 
-// The head-dim tile a head dim runs in (32, 64, 128, 192 or 256), 0 when
-// none: the kernels take head dims that are multiples of 8 up to 256.
-int forward_head_dim_tile(std::int64_t head_dim);
+// The workspace run_forward(p) uses for split-KV when the caller passes
+// one in p.workspace (0: the call does not split). Queries the current
+// device (its multiprocessor count feeds the split heuristic).
+std::int64_t forward_workspace_bytes(const AttentionParams& p);
+
 
 }  // namespace flashattn::cuda

@@ -1,130 +1,145 @@
 // The CUDA forward's launcher and its kernel table (see forward_kernel.cuh).
 // Instantiated kernels, deliberately few: 2 dtypes (f16, bf16) x 5 head-dim
-// tiles (32, 64, 128, 192, 256) = 10. Masks, softcap and alibi are runtime
-// branches that are uniform over a launch, not template arguments; a head
-// dim runs in the smallest tile that holds it (96 in 128, 160 in 192).
+// tiles (32, 64, 128, 192, 256) = 10 forward kernels, plus 2 merge kernels
+// (one per dtype). Masks, softcap, alibi, dropout, varlen, paging, row
+// packing and the load paths are runtime branches that are uniform over a
+// launch, not template arguments; a head dim runs in the smallest tile that
+// holds it (96 in 128, 20 in 32).
 #include <cuda_runtime.h>
 
 #include <cstdint>
-#include <initializer_list>
 #include <string>
 
 #include "cuda/check.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/forward_kernel.cuh"
+#include "cuda/merge_kernel.cuh"
 #include "flashattn/error.hpp"
 
 namespace flashattn::cuda {
 namespace {
 
 template <int kD, class Elem>
-void launch(const AttentionParams& p, cudaStream_t stream) {
+void launch(const ForwardArgs& args, cudaStream_t stream) {
   constexpr int kSmemBytes = ForwardShape<kD>::kSmemElems * static_cast<int>(sizeof(Elem));
   auto* kernel = &forward_kernel<kD, Elem>;
   // Over 48 KiB of dynamic shared memory needs the opt-in; the attribute is per kernel and cheap to set again.
   FLASHATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const dim3 grid(static_cast<unsigned>((p.seqlen_q + kBlockM - 1) / kBlockM), static_cast<unsigned>(p.heads_q),
-                  static_cast<unsigned>(p.batch));
-  kernel<<<grid, kThreads, kSmemBytes, stream>>>(p);
+  const ForwardPlan& plan = args.plan;
+  const dim3 grid(static_cast<unsigned>(plan.m_blocks * plan.splits), static_cast<unsigned>(plan.head_slots),
+                  static_cast<unsigned>(args.p.batch));
+  kernel<<<grid, kThreads, kSmemBytes, stream>>>(args);
+  FLASHATTN_CUDA_CHECK(cudaGetLastError());
+  if (plan.splits == 1) return;
+  const dim3 merge_grid(static_cast<unsigned>((args.p.seqlen_q + kMergeRows - 1) / kMergeRows),
+                        static_cast<unsigned>(args.p.heads_q), static_cast<unsigned>(args.p.batch));
+  merge_kernel<Elem><<<merge_grid, 32 * kMergeRows, 0, stream>>>(args);
   FLASHATTN_CUDA_CHECK(cudaGetLastError());
 }
 
 template <class Elem>
-void launch_for_head_dim(const AttentionParams& p, cudaStream_t stream) {
-  switch (forward_head_dim_tile(std::max(p.head_dim, p.head_dim_v))) {
+void launch_for_tile(const ForwardArgs& args, cudaStream_t stream) {
+  switch (args.plan.tile) {
     case 32:
-      return launch<32, Elem>(p, stream);
+      return launch<32, Elem>(args, stream);
     case 64:
-      return launch<64, Elem>(p, stream);
+      return launch<64, Elem>(args, stream);
     case 128:
-      return launch<128, Elem>(p, stream);
+      return launch<128, Elem>(args, stream);
     case 192:
-      return launch<192, Elem>(p, stream);
+      return launch<192, Elem>(args, stream);
     default:
-      return launch<256, Elem>(p, stream);
+      return launch<256, Elem>(args, stream);
   }
 }
 
-// The device the call runs on: present, sm80 or newer.
-void check_device() {
+// The device the call runs on: present, sm80 or newer. Returns its multiprocessor count.
+int check_device() {
   int count = 0;
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess || count == 0) {
     throw Error(std::string("flashattn: the tensors are on a CUDA device but none is available (") +
                 (status == cudaSuccess ? "no device" : cudaGetErrorString(status)) + ")");
   }
-  int device = 0, major = 0, minor = 0;
+  int device = 0, major = 0, minor = 0, multiprocessors = 0;
   FLASHATTN_CUDA_CHECK(cudaGetDevice(&device));
   FLASHATTN_CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device));
   FLASHATTN_CUDA_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device));
+  FLASHATTN_CUDA_CHECK(cudaDeviceGetAttribute(&multiprocessors, cudaDevAttrMultiProcessorCount, device));
   if (major < 8) {
     throw Error("flashattn: CUDA device " + std::to_string(device) + " is sm_" + std::to_string(major) +
                 std::to_string(minor) + ", expected sm_80 or newer");
   }
+  return multiprocessors;
 }
 
-// What the CUDA forward does not run yet: an Error naming it, before any launch.
+// What the CUDA forward does not run: an Error naming it, before any launch.
 void check_supported(const AttentionParams& p) {
   auto unsupported = [](bool used, const char* what) {
     if (used) throw Error(std::string("flashattn (CUDA): ") + what + " is not supported by the CUDA backend yet");
   };
-  unsupported(p.cu_seqlens_q || p.cu_seqlens_k, "varlen (cu_seqlens)");
-  unsupported(p.seqused_k, "seqused_k");
-  unsupported(p.block_table, "a paged cache (block_table)");
-  unsupported(p.kv_batch_index || p.k_leftpad, "a kv cache (cache_batch_idx, cache_leftpad)");
-  unsupported(p.dropout_p > 0.0f, "dropout");
   unsupported(p.probs, "return_attn_probs");
-  for (std::int64_t d : {p.head_dim, p.head_dim_v}) {
-    if (forward_head_dim_tile(d) == 0) {
-      throw Error("flashattn (CUDA): head dim " + std::to_string(d) +
-                  " is not supported, expected a multiple of 8 up to 256");
-    }
+  if (head_dim_tile(p.head_dim) == 0 || head_dim_tile(p.head_dim_v) == 0) {
+    throw Error("flashattn (CUDA): head dims " + std::to_string(p.head_dim) + " and " + std::to_string(p.head_dim_v) +
+                " are not supported, expected 1 to 256");
   }
   if (p.dtype != DType::f16 && p.dtype != DType::bf16) {
     throw Error("flashattn (CUDA): dtype " + std::string(dtype_name(p.dtype)) +
                 " is not supported, expected f16 or bf16");
   }
-  // cp.async moves 16-byte chunks of q, k and v rows; out is written 2 elements at a time.
-  auto aligned = [](const void* data, std::initializer_list<std::int64_t> strides, std::int64_t elements) {
-    if (reinterpret_cast<std::uintptr_t>(data) % (2 * elements) != 0) return false;
-    for (std::int64_t stride : strides) {
-      if (stride % elements != 0) return false;
-    }
-    return true;
-  };
-  auto require_aligned = [&](const void* data, const BshdStrides& s, std::int64_t elements, const char* name) {
-    if (!aligned(data, {s.batch, s.row, s.head}, elements)) {
-      throw Error(std::string("flashattn (CUDA): ") + name + " must start on a " + std::to_string(2 * elements) +
-                  "-byte boundary with strides that are multiples of " + std::to_string(elements) + " elements");
-    }
-  };
-  require_aligned(p.q, p.q_stride, 8, "q");
-  require_aligned(p.k, p.k_stride, 8, "k");
-  require_aligned(p.v, p.v_stride, 8, "v");
-  require_aligned(p.out, p.out_stride, 2, "out");
   if (p.batch > 65535 || p.heads_q > 65535) {
     throw Error("flashattn (CUDA): batch " + std::to_string(p.batch) + " and heads " + std::to_string(p.heads_q) +
                 " must each be at most 65535 (grid dimensions)");
   }
+  // Device index arrays are clamped to params.bounds (sequence_bounds.cuh): the front-end must set them.
+  auto bound = [](bool used, std::int64_t value, const char* name) {
+    if (used && value <= 0) throw Error(std::string("flashattn (CUDA): params.bounds.") + name + " is not set");
+  };
+  bound(p.is_varlen(), p.bounds.rows_q, "rows_q");
+  bound(p.is_varlen() && !p.block_table, p.bounds.rows_k, "rows_k");
+  bound(p.block_table != nullptr, p.bounds.num_pages, "num_pages");
+  bound(p.block_table != nullptr, p.bounds.pages_per_seq, "pages_per_seq");
+  bound(p.kv_batch_index != nullptr, p.bounds.kv_batches, "kv_batches");
+}
+
+ForwardArgs make_args(const AttentionParams& p, int multiprocessors) {
+  ForwardArgs args{p, plan_forward(p, multiprocessors)};
+  ForwardPlan& plan = args.plan;
+  if (plan.m_blocks * plan.splits > 0x7fffffff) {
+    throw Error("flashattn (CUDA): " + std::to_string(plan.m_blocks * plan.splits) +
+                " blocks of queries x splits exceed the grid");
+  }
+  if (plan.splits == 1) return args;
+  if (p.workspace != nullptr && p.workspace_bytes >= plan.workspace_bytes) {
+    args.partial_out = static_cast<float*>(p.workspace);
+    args.partial_lse = args.partial_out + plan.splits * plan.partial_rows * p.heads_q * p.head_dim_v;
+    return args;
+  }
+  if (p.num_splits > 1) {  // asked for explicitly: say what is missing
+    throw Error("flashattn (CUDA): num_splits " + std::to_string(p.num_splits) + " needs a workspace of " +
+                std::to_string(plan.workspace_bytes) + " bytes (forward_workspace_bytes), got " +
+                std::to_string(p.workspace == nullptr ? 0 : p.workspace_bytes));
+  }
+  plan.splits = 1;  // the heuristic's choice, without the scratch it needs
+  plan.workspace_bytes = 0;
+  return args;
 }
 
 }  // namespace
 
-int forward_head_dim_tile(std::int64_t head_dim) {
-  if (head_dim <= 0 || head_dim > 256 || head_dim % 8 != 0) return 0;
-  for (int tile : {32, 64, 128, 192, 256}) {
-    if (head_dim <= tile) return tile;
-  }
-  return 0;
+std::int64_t forward_workspace_bytes(const AttentionParams& p) {
+  check_supported(p);
+  return plan_forward(p, check_device()).workspace_bytes;
 }
 
 void run_forward(const AttentionParams& p, void* stream) {
   check_supported(p);
-  check_device();
+  const int multiprocessors = check_device();
   if (p.batch == 0 || p.seqlen_q == 0) return;
+  const ForwardArgs args = make_args(p, multiprocessors);
   const auto s = static_cast<cudaStream_t>(stream);
-  if (p.dtype == DType::f16) return launch_for_head_dim<__half>(p, s);
-  launch_for_head_dim<__nv_bfloat16>(p, s);
+  if (p.dtype == DType::f16) return launch_for_tile<__half>(args, s);
+  launch_for_tile<__nv_bfloat16>(args, s);
 }
 
 }  // namespace flashattn::cuda

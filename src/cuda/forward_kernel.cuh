@@ -1,42 +1,55 @@
 // The CUDA forward kernel (FlashAttention-2 on sm80+ tensor cores): one
-// thread block of 4 warps owns kBlockM = 64 query rows of one (batch, head);
-// each warp owns 16 rows. Per key tile of kBlockN keys:
+// thread block of 4 warps owns kBlockM = 64 rows of one (batch, head slot),
+// each warp 16 rows; a row is a (query row, query head) pair (ForwardPlan's
+// pack). Per key tile of kBlockN keys:
 //   S = Q K^T   mma.sync m16n8k16, Q and K from shared memory by ldmatrix;
-//   the score hooks (scale, softcap, alibi, the mask predicate) and the
-//   online softmax on S's registers, rows reduced over the 4 lanes that
-//   hold them;
+//   the score hooks (scale, softcap, alibi, the mask predicate), the online
+//   softmax and dropout on S's registers, rows reduced over the 4 lanes
+//   that hold them;
 //   O += P V    P re-packed from S's registers as the A operand (no shared
 //   memory), V by ldmatrix.trans.
-// Loads are cp.async: V of the tile is in flight while S is computed, K of
-// the next tile while P V is. Shared tiles are rows of kD elements in
-// 16-byte chunks, chunk c of row r stored at chunk c ^ (r mod G) within its
-// group of G = min(8, kD / 8) chunks, so the 8 rows an ldmatrix reads fall
-// in different banks.
-// Fixed-length batches; rows and keys past a sequence's end are zero-filled
-// by cp.async and never stored. Head dims up to kD with head_dim % 8 == 0.
+// Loads are cp.async when rows are 16-byte aligned (element loads
+// otherwise): V of the tile is in flight while S is computed, K of the
+// next tile while P V is. Shared tiles are rows of kD elements in 16-byte
+// chunks, chunk c of row r stored at chunk c ^ (r mod G) within its group
+// of G = min(8, kD / 8) chunks, so the 8 rows an ldmatrix reads fall in
+// different banks. Rows and keys past a sequence's end, and columns past
+// the head dim, are zero in shared memory and never stored.
+// Split-KV (plan.splits > 1): block x covers key chunk x / m_blocks and
+// writes fp32 partials (out / l, lse) that merge_kernel.cuh combines.
 #pragma once
 
 #include <algorithm>
 #include <cstdint>
 
+#include "core/dropout.hpp"
 #include "core/mask.hpp"
+#include "core/split.hpp"
+#include "cuda/forward_plan.hpp"
 #include "cuda/mma.cuh"
+#include "cuda/sequence_bounds.cuh"
 #include "flashattn/params.hpp"
 
 namespace flashattn::cuda {
 
-inline constexpr int kWarps = 4;
-inline constexpr int kThreads = 32 * kWarps;
-inline constexpr int kBlockM = 16 * kWarps;
+struct ForwardArgs {
+  AttentionParams p;
+  ForwardPlan plan;
+  float* partial_out = nullptr;  // plan.splits > 1: (splits, partial_rows, heads_q, head_dim_v)
+  float* partial_lse = nullptr;  // (splits, partial_rows, heads_q); -inf: the chunk kept no key
+};
 
 template <int kD>
 struct ForwardShape {
-  static constexpr int kBlockN = kD <= 128 ? 64 : 32;  // keys per tile: S and O fit the registers
+  static constexpr int kBlockN = kD <= 128 ? 64 : 32;  // keys per tile (key_block)
   static constexpr int kChunks = kD / 8;               // 16-byte chunks per row
   static constexpr int kGroup = kChunks < 8 ? kChunks : 8;
   static constexpr int kSmemElems = (kBlockM + 2 * kBlockN) * kD;  // Q, K, V
   static_assert(kD % 32 == 0 && (kChunks % kGroup) == 0, "head dim tiles: multiples of 32, groups of 8 chunks");
 };
+
+// A valid global source for cp.async's zero-fill of chunks outside the tensors (read 0 bytes).
+static __device__ __align__(16) const std::uint32_t kZeroSource[4] = {0, 0, 0, 0};
 
 // Element offset of chunk c of row r in a swizzled tile.
 template <int kD>
@@ -45,79 +58,105 @@ __device__ __forceinline__ int swizzled(int r, int c) {
   return r * kD + (((c & ~(G - 1)) | ((c ^ r) & (G - 1))) << 3);
 }
 
-// rows x kD tile from global rows (row i at src + i * row_stride), rows at
-// or past `valid` and columns at or past `cols` zero.
-template <int kD, int kRows, class Elem>
-__device__ __forceinline__ void load_tile(Elem* tile, const Elem* src, std::int64_t row_stride, int valid, int cols) {
+// A kRows x kD tile from global rows (row r at row_at(r), an Elem*), rows
+// at or past `valid` and columns at or past `cols` zero. vec16: cp.async
+// of 16-byte chunks (committed by the caller); else element loads stored
+// at once (the tile is free: the caller has synchronised).
+template <int kD, int kRows, class Elem, class RowAt>
+__device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, int valid, int cols, bool vec16) {
   constexpr int kChunks = kD / 8;
-  for (int idx = threadIdx.x; idx < kRows * kChunks; idx += kThreads) {
-    const int r = idx / kChunks, c = idx % kChunks;
-    const bool inside = r < valid && c * 8 < cols;
-    const Elem* from = inside ? src + r * row_stride + c * 8 : src;  // a valid address even when unread
-    cp_async_16(tile + swizzled<kD>(r, c), from, inside ? 16 : 0);
+  if (vec16) {
+    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += kThreads) {
+      const int r = idx / kChunks, c = idx % kChunks;
+      const bool inside = r < valid && c * 8 < cols;
+      const Elem* from = inside ? row_at(r) + c * 8 : nullptr;
+      cp_async_16(tile + swizzled<kD>(r, c), inside ? static_cast<const void*>(from) : kZeroSource, inside ? 16 : 0);
+    }
+    return;
+  }
+  auto* bits = reinterpret_cast<std::uint16_t*>(tile);
+  for (int idx = threadIdx.x; idx < kRows * kD; idx += kThreads) {
+    const int r = idx / kD, col = idx % kD;
+    const bool inside = r < valid && col < cols;
+    bits[swizzled<kD>(r, col / 8) + col % 8] =
+        inside ? reinterpret_cast<const std::uint16_t*>(row_at(r))[col] : std::uint16_t{0};
   }
 }
 
-// One tile's scores of a warp's two rows per lane (row g and g + 8 of its
-// 16): the score hooks and the mask, in the CPU backend's order.
-struct RowHooks {
-  std::int64_t row[2];     // query row index in the sequence
-  core::KeyRange keep[2];  // the mask predicate's kept keys
-  float slope;             // alibi slope of the head (0: none)
-  float offset;            // seqlen_k - seqlen_q: alibi's diagonal
+// What a lane knows of its two rows (g and g + 8 of its warp's 16).
+struct LaneRows {
+  std::int64_t i[2];         // query row in the sequence
+  std::int64_t head[2];      // query head
+  bool valid[2];             // a row of the sequence (not block padding)
+  core::KeyRange keep[2];    // the mask predicate's kept keys
+  float slope[2];            // alibi slope of the head (0: none)
 };
 
 template <int kD, class Elem>
-__global__ void __launch_bounds__(kThreads) forward_kernel(const AttentionParams p) {
+__global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant__ ForwardArgs args) {
   using Shape = ForwardShape<kD>;
   constexpr int kBlockN = Shape::kBlockN, kTilesN = kBlockN / 8, kTilesD = kD / 8;
+  const AttentionParams& p = args.p;
+  const ForwardPlan& plan = args.plan;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   Elem* sq = reinterpret_cast<Elem*>(smem_raw);
   Elem* sk = sq + kBlockM * kD;
   Elem* sv = sk + kBlockN * kD;
 
-  const int m_block = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const std::int64_t m_block = blockIdx.x % plan.m_blocks, split = blockIdx.x / plan.m_blocks;
+  const std::int64_t slot = blockIdx.y, b = blockIdx.z, pack = plan.pack;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
-  const std::int64_t hk = h / (p.heads_q / p.heads_kv);
-  const std::int64_t sq_len = p.seqlen_q, sk_len = p.seqlen_k;
-  const std::int64_t m0 = static_cast<std::int64_t>(m_block) * kBlockM;
-  const int rows_valid = static_cast<int>(std::min<std::int64_t>(kBlockM, sq_len - m0));
+  const core::SequenceExtent seq = bounded_extent(p, b);
+  const std::int64_t sq_len = seq.seqlen_q, sk_len = seq.seqlen_k;
+  const std::int64_t m0 = m_block * kBlockM;
+  if (m0 >= sq_len * pack) return;  // varlen: past this sequence's rows (uniform over the block)
+  const int rows_valid = static_cast<int>(std::min<std::int64_t>(kBlockM, sq_len * pack - m0));
+  const std::int64_t kv_head = slot * pack / (p.heads_q / p.heads_kv);
+  const std::int64_t i_first = m0 / pack, i_end = (m0 + rows_valid - 1) / pack + 1;
 
-  const auto* q = static_cast<const Elem*>(p.q) + b * p.q_stride.batch + m0 * p.q_stride.row + h * p.q_stride.head;
-  const auto* k = static_cast<const Elem*>(p.k) + b * p.k_stride.batch + hk * p.k_stride.head;
-  const auto* v = static_cast<const Elem*>(p.v) + b * p.v_stride.batch + hk * p.v_stride.head;
+  const Elem* q_seq = static_cast<const Elem*>(p.q) + b * p.q_stride.batch + seq.q_start * p.q_stride.row;
+  auto q_row = [&](int r) {
+    const std::int64_t row = m0 + r;
+    return q_seq + (row / pack) * p.q_stride.row + (slot * pack + row % pack) * p.q_stride.head;
+  };
+  const KeyRows<Elem> k_rows = key_rows<Elem>(p, p.k, p.k_stride, seq, kv_head);
+  const KeyRows<Elem> v_rows = key_rows<Elem>(p, p.v, p.v_stride, seq, kv_head);
 
-  // The block's key range: the union of its rows' kept keys, whole tiles.
-  const core::KeyRange keys = core::kept_keys_of_rows(p.mask, m0, m0 + rows_valid, sq_len, sk_len);
-  const std::int64_t n_first = keys.begin / kBlockN, n_end = (keys.end + kBlockN - 1) / kBlockN;
+  // The block's key tiles: the union of its rows' kept keys, this split's chunk of it.
+  core::KeyRange keys = core::kept_keys_of_rows(p.mask, i_first, i_end, sq_len, sk_len);
+  if (plan.splits > 1) keys = core::split_chunk(keys, kBlockN, split, plan.splits);
+  const std::int64_t n_first = keys.begin / kBlockN, n_end = keys.empty() ? n_first : (keys.end + kBlockN - 1) / kBlockN;
 
-  RowHooks hooks;
-  for (int i = 0; i < 2; ++i) {
-    hooks.row[i] = m0 + warp * 16 + g + 8 * i;
-    hooks.keep[i] = core::kept_keys(p.mask, hooks.row[i], sq_len, sk_len);
+  LaneRows rows;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const std::int64_t row = m0 + warp * 16 + g + 8 * r;
+    rows.i[r] = row / pack;
+    rows.head[r] = slot * pack + row % pack;
+    rows.valid[r] = row < m0 + rows_valid;
+    rows.keep[r] = core::kept_keys(p.mask, rows.i[r], sq_len, sk_len);
+    rows.slope[r] = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + rows.head[r]] : 0.0f;
   }
-  hooks.slope = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + h] : 0.0f;
-  hooks.offset = static_cast<float>(sk_len - sq_len);
+  const float alibi_offset = static_cast<float>(sk_len - sq_len);
 
   float o[kTilesD][4];
   for (int t = 0; t < kTilesD; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
   float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
 
-  load_tile<kD, kBlockM>(sq, q, p.q_stride.row, rows_valid, static_cast<int>(p.head_dim));
+  const int cols_k = static_cast<int>(p.head_dim), cols_v = static_cast<int>(p.head_dim_v);
+  auto keys_in = [&](std::int64_t j0) { return static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)); };
+  load_tile<kD, kBlockM>(sq, q_row, rows_valid, cols_k, plan.vec_q);
   if (n_first < n_end) {
     const std::int64_t j0 = n_first * kBlockN;
-    load_tile<kD, kBlockN>(sk, k + j0 * p.k_stride.row, p.k_stride.row,
-                           static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)),
-                           static_cast<int>(p.head_dim));
+    load_tile<kD, kBlockN>(sk, [&](int r) { return k_rows(j0 + r); }, keys_in(j0), cols_k, plan.vec_k);
   }
   cp_async_commit();
 
   for (std::int64_t n = n_first; n < n_end; ++n) {
     const std::int64_t j0 = n * kBlockN;
-    const int keys_valid = static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0));
     cp_async_wait<0>();
     __syncthreads();  // K (and Q) resident; every warp done with the last V
-    load_tile<kD, kBlockN>(sv, v + j0 * p.v_stride.row, p.v_stride.row, keys_valid, static_cast<int>(p.head_dim_v));
+    load_tile<kD, kBlockN>(sv, [&](int r) { return v_rows(j0 + r); }, keys_in(j0), cols_v, plan.vec_v);
     cp_async_commit();
 
     // S = Q K^T for the warp's 16 rows x kBlockN keys.
@@ -136,40 +175,62 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const AttentionParams
       }
     }
 
-    // Score hooks, mask and the online softmax, rows g (i = 0) and g + 8 (i = 1).
-    const bool whole =
-        core::tile_fully_kept(p.mask, m0, m0 + rows_valid, j0, j0 + kBlockN, sq_len, sk_len) && j0 + kBlockN <= sk_len;
+    // Score hooks and mask in the CPU backend's order; r = e / 2 picks row g or g + 8.
+    const bool whole = core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) &&
+                       j0 + kBlockN <= sk_len;
 #pragma unroll
     for (int t = 0; t < kTilesN; ++t) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
-        const int i = e / 2;
+        const int r = e / 2;
         const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
         float x = s[t][e] * p.softmax_scale;
         if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
         if (p.alibi_slopes)
-          x -= hooks.slope * fabsf(static_cast<float>(hooks.row[i]) + hooks.offset - static_cast<float>(j));
-        if (!whole && (j < hooks.keep[i].begin || j >= hooks.keep[i].end)) x = -INFINITY;
+          x -= rows.slope[r] * fabsf(static_cast<float>(rows.i[r]) + alibi_offset - static_cast<float>(j));
+        if (!whole && (j < rows.keep[r].begin || j >= rows.keep[r].end)) x = -INFINITY;
         s[t][e] = x;
       }
     }
+    // Online softmax: l sums the weights before dropout (kept ones are scaled by 1 / (1 - p) at the end).
     float scale_o[2];
 #pragma unroll
-    for (int i = 0; i < 2; ++i) {
-      float mx = row_max[i];
-      for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * i], s[t][2 * i + 1]));
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+      for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float ref = mx == -INFINITY ? 0.0f : mx;  // a row with nothing kept yet: exp(-inf) = 0
-      scale_o[i] = __expf(row_max[i] - ref);
-      row_max[i] = mx;
+      scale_o[r] = __expf(row_max[r] - ref);
+      row_max[r] = mx;
       float sum = 0.0f;
       for (int t = 0; t < kTilesN; ++t) {
-        s[t][2 * i] = __expf(s[t][2 * i] - ref);
-        s[t][2 * i + 1] = __expf(s[t][2 * i + 1] - ref);
-        sum += s[t][2 * i] + s[t][2 * i + 1];
+        s[t][2 * r] = __expf(s[t][2 * r] - ref);
+        s[t][2 * r + 1] = __expf(s[t][2 * r + 1] - ref);
+        sum += s[t][2 * r] + s[t][2 * r + 1];
       }
-      row_sum[i] = row_sum[i] * scale_o[i] + sum;  // this lane's part; the quad's sum is taken at the end
+      row_sum[r] = row_sum[r] * scale_o[r] + sum;  // this lane's part; the quad's sum is taken at the end
+    }
+    if (p.dropout_p > 0.0f) {
+      // The lane's two keys of a tile, 2 * c4 and 2 * c4 + 1, share one Philox
+      // group of 4. Decisions first, as bits (a rolled loop: Philox unrolled
+      // kTilesN times would crowd the registers), then applied to S.
+      std::uint32_t dropped[2] = {0, 0};  // bit 2 t + k: key 8 t + 2 c4 + k dropped
+      for (int r = 0; r < 2; ++r) {
+        const core::DropoutStream drop =
+            core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, rows.head[r], p.heads_q);
+        for (int t = 0; t < kTilesN; ++t) {
+          const std::int64_t j = j0 + 8 * t + 2 * c4;
+          dropped[r] |= ((drop.dropped_bits(rows.i[r], j >> 2) >> (j & 3)) & 3u) << (2 * t);
+        }
+      }
+#pragma unroll
+      for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          if ((dropped[e / 2] >> (2 * t + e % 2)) & 1u) s[t][e] = 0.0f;
+        }
+      }
     }
 #pragma unroll
     for (int t = 0; t < kTilesD; ++t) {
@@ -181,9 +242,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const AttentionParams
     __syncthreads();  // V resident; every warp done with K
     if (n + 1 < n_end) {
       const std::int64_t next = j0 + kBlockN;
-      load_tile<kD, kBlockN>(sk, k + next * p.k_stride.row, p.k_stride.row,
-                             static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - next)),
-                             static_cast<int>(p.head_dim));
+      load_tile<kD, kBlockN>(sk, [&](int r) { return k_rows(next + r); }, keys_in(next), cols_k, plan.vec_k);
     }
     cp_async_commit();
 
@@ -203,25 +262,47 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const AttentionParams
     }
   }
 
-  // O / l and lse; rows with nothing kept: O = 0, lse = lse_of_empty_row.
-  auto* out = static_cast<Elem*>(p.out) + b * p.out_stride.batch + h * p.out_stride.head;
+  // out = O * keep_scale / l and lse, or this chunk's fp32 partials. Rows
+  // with nothing kept: out 0, lse = lse_of_empty_row (partials: -inf).
+  const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(p.dropout_p)));
+  auto* out = static_cast<Elem*>(p.out) + b * p.out_stride.batch + seq.q_start * p.out_stride.row;
 #pragma unroll
-  for (int i = 0; i < 2; ++i) {
-    float sum = row_sum[i];
+  for (int r = 0; r < 2; ++r) {
+    float sum = row_sum[r];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    const std::int64_t row = hooks.row[i];
-    if (row >= sq_len) continue;
+    if (!rows.valid[r]) continue;
     const bool empty = sum == 0.0f;
-    const float inv = empty ? 0.0f : 1.0f / sum;
-    Elem* dst = out + row * p.out_stride.row;
+    const float inv = empty ? 0.0f : keep_scale / sum;
+    const float lse = empty ? -INFINITY : row_max[r] + logf(sum);
+    if (plan.splits > 1) {
+      const std::int64_t row = p.is_varlen() ? seq.q_start + rows.i[r] : b * p.seqlen_q + rows.i[r];
+      const std::int64_t at = (split * plan.partial_rows + row) * p.heads_q + rows.head[r];
+      float* dst = args.partial_out + at * p.head_dim_v;
+      for (int t = 0; t < kTilesD; ++t) {
+        const int col = 8 * t + 2 * c4;
+        if (col < p.head_dim_v) dst[col] = o[t][2 * r] * inv;
+        if (col + 1 < p.head_dim_v) dst[col + 1] = o[t][2 * r + 1] * inv;
+      }
+      if (c4 == 0) args.partial_lse[at] = lse;
+      continue;
+    }
+    Elem* dst = out + rows.i[r] * p.out_stride.row + rows.head[r] * p.out_stride.head;
     for (int t = 0; t < kTilesD; ++t) {
       const int col = 8 * t + 2 * c4;
-      if (col < p.head_dim_v)
-        *reinterpret_cast<std::uint32_t*>(dst + col) = pack2<Elem>(o[t][2 * i] * inv, o[t][2 * i + 1] * inv);
+      const std::uint32_t two = pack2<Elem>(o[t][2 * r] * inv, o[t][2 * r + 1] * inv);
+      if (plan.vec_out) {
+        if (col < p.head_dim_v) *reinterpret_cast<std::uint32_t*>(dst + col) = two;
+      } else {
+        auto* bits = reinterpret_cast<std::uint16_t*>(dst);
+        if (col < p.head_dim_v) bits[col] = static_cast<std::uint16_t>(two & 0xffffu);
+        if (col + 1 < p.head_dim_v) bits[col + 1] = static_cast<std::uint16_t>(two >> 16);
+      }
     }
-    if (p.lse && c4 == 0)
-      p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + row] = empty ? p.lse_of_empty_row : row_max[i] + logf(sum);
+    if (p.lse && c4 == 0) {
+      p.lse[b * p.lse_batch_stride + rows.head[r] * p.lse_head_stride + seq.q_start + rows.i[r]] =
+          empty ? p.lse_of_empty_row : lse;
+    }
   }
 }
 

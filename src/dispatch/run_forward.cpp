@@ -37,7 +37,9 @@ void run_forward(const AttentionParams& params) {
 }
 
 std::int64_t forward_workspace_bytes(const AttentionParams& params) {
-  if (params.device.type == DeviceType::cuda) return 0;  // the CUDA forward needs no workspace
+#ifdef FLASHATTN_WITH_CUDA
+  if (params.device.type == DeviceType::cuda) return cuda::forward_workspace_bytes(params);
+#endif
   if (active_backend() == Backend::reference) return 0;
   const cpu::ExecConfig exec = exec_config();
   switch (active_isa()) {

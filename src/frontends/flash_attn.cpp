@@ -51,6 +51,21 @@ void flash_attn(const TensorView& q, const TensorView& k, const TensorView& v, c
   run_forward(frontend::flash_attn_params("flash_attn", q, k, v, outputs, options));
 }
 
+std::int64_t flash_attn_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
+                                        const FlashAttnOutputs& outputs, const FlashAttnOptions& options) {
+  return forward_workspace_bytes(frontend::flash_attn_params("flash_attn", q, k, v, outputs, options));
+}
+
+std::int64_t flash_attn_varlen_workspace_bytes(const TensorView& q, const TensorView& k, const TensorView& v,
+                                               const TensorView& cu_seqlens_q, const TensorView& cu_seqlens_k,
+                                               std::int64_t max_seqlen_q, std::int64_t max_seqlen_k,
+                                               const FlashAttnOutputs& outputs, const FlashAttnOptions& options,
+                                               const TensorView& seqused_k, const TensorView& block_table) {
+  return forward_workspace_bytes(frontend::flash_attn_varlen_params("flash_attn_varlen", q, k, v, cu_seqlens_q,
+                                                                    cu_seqlens_k, max_seqlen_q, max_seqlen_k, outputs,
+                                                                    options, seqused_k, block_table));
+}
+
 void flash_attn_kvpacked(const TensorView& q, const TensorView& kv, const FlashAttnOutputs& outputs,
                          const FlashAttnOptions& options) {
   const char* function = "flash_attn_kvpacked";

@@ -109,16 +109,18 @@ void check_problem_size(const ArgChecker& c, const ArgNames& n, const Problem& p
 
 // cu_seqlens: int32 (batch + 1,) from 0, non-decreasing, within the `rows`
 // of `rows_name`, every length <= max_seqlen.
+// On a device, only the shape: the contents are clamped by the kernels (params.bounds).
 void check_cu_seqlens(const ArgChecker& c, const TensorView& cu, const std::string& name, std::int64_t batch,
                       std::int64_t rows, const std::string& rows_name, std::int64_t max_seqlen,
-                      const std::string& max_name) {
+                      const std::string& max_name, const Device& device) {
   c.tensor(cu, name, 1);
   c.dtype(cu, name, DType::i32);
-  c.device(cu, name, Device{});
+  c.device(cu, name, device);
   c.require(cu.shape[0] == batch + 1,
             [&] { return name + " has " + str(cu.shape[0]) + " entries, expected batch + 1 = " + str(batch + 1); });
   c.require(cu.stride[0] == 1 || cu.shape[0] <= 1,
             [&] { return name + " must be contiguous, expected stride 1, got " + str(cu.stride[0]); });
+  if (device.type != DeviceType::cpu) return;
   const auto* x = static_cast<const std::int32_t*>(cu.data);
   c.require(x[0] == 0, [&] { return name + "[0] is " + str(x[0]) + ", expected 0"; });
   for (std::int64_t b = 0; b < batch; ++b) {  // messages built only on failure: this loop runs every call
@@ -139,13 +141,14 @@ void check_cu_seqlens(const ArgChecker& c, const TensorView& cu, const std::stri
 }
 
 void check_seqused_k(const ArgChecker& c, const TensorView& seqused_k, const TensorView& cu_seqlens_k,
-                     const std::string& cu_name, std::int64_t batch) {
+                     const std::string& cu_name, std::int64_t batch, const Device& device) {
   c.tensor(seqused_k, "seqused_k", 1);
   c.dtype(seqused_k, "seqused_k", DType::i32);
-  c.device(seqused_k, "seqused_k", Device{});
+  c.device(seqused_k, "seqused_k", device);
   c.shape(seqused_k, "seqused_k", {batch});
   c.require(seqused_k.stride[0] == 1 || batch == 1,
             [&] { return "seqused_k must be contiguous, expected stride 1, got " + str(seqused_k.stride[0]); });
+  if (device.type != DeviceType::cpu) return;
   const auto* used = static_cast<const std::int32_t*>(seqused_k.data);
   const auto* cu_k = static_cast<const std::int32_t*>(cu_seqlens_k.data);
   for (std::int64_t b = 0; b < batch; ++b) {
@@ -172,18 +175,23 @@ void check_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, P
   });
   p.seqlen_q = a.max_seqlen_q;
   p.seqlen_k = a.max_seqlen_k;
-  check_cu_seqlens(c, a.cu_seqlens_q, n.cu_seqlens_q, p.batch, p.rows_q, n.q, a.max_seqlen_q, n.max_seqlen_q);
-  check_cu_seqlens(c, a.cu_seqlens_k, n.cu_seqlens_k, p.batch, p.rows_k, n.k, a.max_seqlen_k, n.max_seqlen_k);
-  if (a.seqused_k.present()) check_seqused_k(c, a.seqused_k, a.cu_seqlens_k, n.cu_seqlens_k, p.batch);
+  check_cu_seqlens(c, a.cu_seqlens_q, n.cu_seqlens_q, p.batch, p.rows_q, n.q, a.max_seqlen_q, n.max_seqlen_q,
+                   p.device);
+  check_cu_seqlens(c, a.cu_seqlens_k, n.cu_seqlens_k, p.batch, p.rows_k, n.k, a.max_seqlen_k, n.max_seqlen_k,
+                   p.device);
+  if (a.seqused_k.present()) check_seqused_k(c, a.seqused_k, a.cu_seqlens_k, n.cu_seqlens_k, p.batch, p.device);
 }
 
 // Varlen over pages: sequence b's keys are positions [0, cu_seqlens_k[b + 1] - cu_seqlens_k[b]) of its block-table row.
 void check_paged_varlen(const ArgChecker& c, const ArgNames& n, const VarlenArgs& a, const TensorView& k,
                         const Problem& p) {
-  const auto* cu_k = static_cast<const std::int32_t*>(a.cu_seqlens_k.data);
-  std::vector<std::int64_t> lengths(p.batch);
-  for (std::int64_t b = 0; b < p.batch; ++b) lengths[b] = std::int64_t{cu_k[b + 1]} - cu_k[b];
-  check_block_table(c, a.block_table, p.batch, k.shape[0], k.shape[1], lengths, "the " + n.cu_seqlens_k + " length");
+  std::vector<std::int64_t> lengths;  // read only on the host
+  if (p.device.type == DeviceType::cpu) {
+    const auto* cu_k = static_cast<const std::int32_t*>(a.cu_seqlens_k.data);
+    for (std::int64_t b = 0; b < p.batch; ++b) lengths.push_back(std::int64_t{cu_k[b + 1]} - cu_k[b]);
+  }
+  check_block_table(c, a.block_table, p.batch, k.shape[0], k.shape[1], lengths, "the " + n.cu_seqlens_k + " length",
+                    p.device);
 }
 
 // The view without dimension `dim`, at `index` along it.
@@ -342,6 +350,10 @@ AttentionParams problem_params(const Problem& p, const TensorView& q, const Tens
   a.dtype = q.dtype;
   a.device = q.device;
   a.stream = o.stream;
+  a.workspace = o.workspace;
+  a.workspace_bytes = o.workspace_bytes;
+  // CUDA: split-KV by the heuristic whenever a workspace is given (unsplit without one).
+  if (q.device.type == DeviceType::cuda) a.num_splits = 0;
   a.q = q.data;
   a.k = k.data;
   a.v = v.data;
@@ -374,7 +386,9 @@ AttentionParams problem_params(const Problem& p, const TensorView& q, const Tens
     a.cu_seqlens_q = static_cast<const std::int32_t*>(varlen->cu_seqlens_q.data);
     a.cu_seqlens_k = static_cast<const std::int32_t*>(varlen->cu_seqlens_k.data);
     if (varlen->seqused_k.present()) a.seqused_k = static_cast<const std::int32_t*>(varlen->seqused_k.data);
-    if (paged) set_block_table(a, varlen->block_table, k.shape[1]);
+    if (paged) set_block_table(a, varlen->block_table, k.shape[0], k.shape[1]);
+    a.bounds.rows_q = p.rows_q;
+    if (!paged) a.bounds.rows_k = p.rows_k;
   }
   return a;
 }

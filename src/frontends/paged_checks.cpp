@@ -1,5 +1,7 @@
 #include "frontends/paged_checks.hpp"
 
+#include <limits>
+
 namespace flashattn::frontend {
 namespace {
 
@@ -9,13 +11,18 @@ std::string str(std::int64_t x) { return std::to_string(x); }
 
 void check_block_table(const ArgChecker& c, const TensorView& block_table, std::int64_t batch, std::int64_t num_pages,
                        std::int64_t page_size, const std::vector<std::int64_t>& lengths,
-                       const std::string& length_name) {
+                       const std::string& length_name, const Device& device) {
   c.rows_tensor(block_table, "block_table", 2);
   c.dtype(block_table, "block_table", DType::i32);
-  c.device(block_table, "block_table", Device{});
+  c.device(block_table, "block_table", device);
   c.require(block_table.shape[0] == batch, [&] {
     return "block_table has " + str(block_table.shape[0]) + " rows, expected one per sequence: " + str(batch);
   });
+  c.require(block_table.shape[1] <= std::numeric_limits<std::int32_t>::max() / page_size, [&] {
+    return "block_table has " + str(block_table.shape[1]) + " pages of " + str(page_size) +
+           " per sequence, expected at most 2^31 - 1 positions";
+  });
+  if (device.type != DeviceType::cpu) return;  // contents on the device: clamped there (params.bounds)
   const std::int64_t max_blocks = block_table.shape[1];
   const auto* table = static_cast<const std::int32_t*>(block_table.data);
   for (std::int64_t b = 0; b < batch; ++b) {
@@ -35,10 +42,13 @@ void check_block_table(const ArgChecker& c, const TensorView& block_table, std::
   }
 }
 
-void set_block_table(AttentionParams& a, const TensorView& block_table, std::int64_t page_size) {
+void set_block_table(AttentionParams& a, const TensorView& block_table, std::int64_t num_pages,
+                     std::int64_t page_size) {
   a.block_table = static_cast<const std::int32_t*>(block_table.data);
   a.block_table_stride = block_table.stride[0];
   a.page_size = page_size;
+  a.bounds.num_pages = num_pages;
+  a.bounds.pages_per_seq = block_table.shape[1];
 }
 
 }  // namespace flashattn::frontend

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "cuda/cuda_backend.hpp"
 #include "flashattn/error.hpp"
 #include "flashattn/flash_attn.hpp"
 #include "flashattn/flash_attn_backward.hpp"
@@ -64,7 +63,13 @@ TEST(CudaDispatch, NoDeviceIsAClearErrorAndNothingIsWritten) {
 
 TEST(CudaDispatch, UnsupportedFeaturesAreNamedBeforeTheDeviceIsQueried) {
   const CudaTaggedProblem p;
-  expect_error([&] { p.run({.dropout_p = 0.1f, .seed = 1}); }, {"dropout", "not supported by the CUDA backend yet"});
+  const HostTensor probs(DType::f32, {1, 2, 8, 8}, -7.0);
+  expect_error(
+      [&] {
+        flash_attn(p.on_cuda(p.q), p.on_cuda(p.k), p.on_cuda(p.v),
+                   {.out = p.on_cuda(p.out), .attn_probs = p.on_cuda(probs)}, {.return_attn_probs = true});
+      },
+      {"return_attn_probs", "not supported by the CUDA backend yet"});
   EXPECT_TRUE(p.outputs_untouched());
 }
 
@@ -98,25 +103,6 @@ TEST(CudaDispatch, TheBackwardStaysOnTheCpu) {
       },
       {"cuda:0", "does not run the backward yet"});
   EXPECT_TRUE(p.outputs_untouched());
-}
-
-TEST(CudaDispatch, RowsOffSixteenByteChunksAreRejected) {
-  const CudaTaggedProblem p;
-  const HostTensor padded = HostTensor::padded(DType::bf16, {1, 8, 2, 64}, {1, 8, 2, 68});  // rows 136 bytes apart
-  auto cuda = [](const HostTensor& t) { return CudaTaggedProblem::on_cuda(t); };
-  expect_error([&] { flash_attn(cuda(padded), cuda(p.k), cuda(p.v), {.out = cuda(p.out)}); },
-               {"q must start on a 16-byte boundary", "multiples of 8 elements"});
-  EXPECT_TRUE(p.outputs_untouched());
-}
-
-TEST(CudaDispatch, HeadDimTiles) {
-  EXPECT_EQ(cuda::forward_head_dim_tile(8), 32);
-  EXPECT_EQ(cuda::forward_head_dim_tile(64), 64);
-  EXPECT_EQ(cuda::forward_head_dim_tile(96), 128);
-  EXPECT_EQ(cuda::forward_head_dim_tile(160), 192);
-  EXPECT_EQ(cuda::forward_head_dim_tile(256), 256);
-  EXPECT_EQ(cuda::forward_head_dim_tile(100), 0);  // not a multiple of 8
-  EXPECT_EQ(cuda::forward_head_dim_tile(264), 0);
 }
 
 }  // namespace

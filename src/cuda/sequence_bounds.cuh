@@ -1,0 +1,72 @@
+// Where sequence b lives, on the device: core::sequence_extent with every
+// index read from a device array clamped to params.bounds. The host cannot
+// check device index arrays (cu_seqlens, seqused_k, block_table,
+// cache_batch_idx, cache_leftpad) without synchronising, so a bad entry
+// gives unspecified values here, never an access outside the tensors.
+#pragma once
+
+#include <cstdint>
+
+#include "core/sequence.hpp"
+#include "flashattn/params.hpp"
+
+namespace flashattn::cuda {
+
+__device__ __forceinline__ std::int64_t clamp_index(std::int64_t x, std::int64_t lo, std::int64_t hi) {
+  return x < lo ? lo : (x > hi ? hi : x);
+}
+
+__device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionParams& p, std::int64_t b) {
+  const AttentionParams::IndexBounds& bounds = p.bounds;
+  core::SequenceExtent e = core::sequence_extent(p, b);
+  if (p.is_varlen()) {
+    e.q_start = clamp_index(e.q_start, 0, bounds.rows_q);
+    e.seqlen_q = clamp_index(e.seqlen_q, 0, bounds.rows_q - e.q_start);
+  }
+  e.seqlen_q = clamp_index(e.seqlen_q, 0, p.seqlen_q);  // the grid covers seqlen_q rows (varlen: max_seqlen_q)
+  if (p.kv_batch_index) e.k_batch = clamp_index(e.k_batch, 0, bounds.kv_batches - 1);
+  std::int64_t key_rows = p.seqlen_k;  // positions of k and v a sequence may use
+  if (p.block_table) {
+    key_rows = bounds.pages_per_seq * p.page_size;
+  } else if (p.is_varlen()) {
+    e.k_start = clamp_index(e.k_start, 0, bounds.rows_k);
+    key_rows = bounds.rows_k - e.k_start;
+  } else if (bounds.kv_seqlen > 0) {
+    e.k_start = clamp_index(e.k_start, 0, bounds.kv_seqlen);
+    key_rows = bounds.kv_seqlen - e.k_start;
+  }
+  e.seqlen_k = clamp_index(e.seqlen_k, 0, key_rows);
+  return e;
+}
+
+// Rows of k or v of one sequence and kv head: row j (counted from the
+// sequence's first key) at operator()(j). Paged: page indices clamped to the pool.
+template <class Elem>
+struct KeyRows {
+  const Elem* base;              // paged: the kv head in page 0; else row 0 of the sequence
+  std::int64_t row_stride;
+  const std::int32_t* pages;     // null: not paged
+  std::int64_t page_stride;
+  std::int32_t page_size;
+  std::int32_t last_page;
+
+  __device__ __forceinline__ const Elem* operator()(std::int64_t j) const {
+    if (pages == nullptr) return base + j * row_stride;
+    const auto jj = static_cast<std::int32_t>(j);  // j < pages_per_seq * page_size <= int32 max (front-end bound)
+    const std::int64_t page = clamp_index(pages[jj / page_size], 0, last_page);
+    return base + page * page_stride + (jj % page_size) * row_stride;
+  }
+};
+
+template <class Elem>
+__device__ __forceinline__ KeyRows<Elem> key_rows(const AttentionParams& p, const void* data, const BshdStrides& s,
+                                                  const core::SequenceExtent& e, std::int64_t kv_head) {
+  const Elem* head = static_cast<const Elem*>(data) + kv_head * s.head;
+  if (e.pages != nullptr) {
+    return {head, s.row, e.pages, s.batch, static_cast<std::int32_t>(e.page_size),
+            static_cast<std::int32_t>(p.bounds.num_pages - 1)};
+  }
+  return {head + e.k_batch * s.batch + e.k_start * s.row, s.row, nullptr, 0, 1, 0};
+}
+
+}  // namespace flashattn::cuda
