@@ -22,7 +22,7 @@ constexpr std::uint32_t kPhiloxWeyl0 = 0x9E3779B9u, kPhiloxWeyl1 = 0xBB67AE85u;
 constexpr int kPhiloxRounds = 10;
 
 FLASHATTN_HD inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::uint32_t, 4> ctr,
-                                                  std::array<std::uint32_t, 2> key) {
+                                                               std::array<std::uint32_t, 2> key) {
   for (int round = 0; round < kPhiloxRounds; ++round) {
     const std::uint64_t p0 = static_cast<std::uint64_t>(kPhiloxMul0) * ctr[0];
     const std::uint64_t p1 = static_cast<std::uint64_t>(kPhiloxMul1) * ctr[2];
@@ -37,14 +37,14 @@ FLASHATTN_HD inline std::array<std::uint32_t, 4> philox4x32_10(std::array<std::u
 // Everything fixed for one (batch, head) stream.
 struct DropoutStream {
   std::array<std::uint32_t, 2> key{};
-  std::uint32_t stream = 0;       // b * heads + h
+  std::uint32_t stream = 0;  // b * heads + h
   std::uint32_t offset_lo = 0;
-  std::uint32_t drop_below = 0;   // drop when word < drop_below (p * 2^32 < 2^32 as p < 1); 0 drops nothing
+  std::uint32_t drop_below = 0;  // drop when word < drop_below (p * 2^32 < 2^32 as p < 1); 0 drops nothing
 
   // Four drop decisions for keys 4*group .. 4*group+3 of row i (bit k set = key 4*group+k dropped).
   FLASHATTN_HD unsigned dropped_bits(std::int64_t i, std::int64_t group) const {
-    const auto words = philox4x32_10(
-        {static_cast<std::uint32_t>(group), static_cast<std::uint32_t>(i), stream, offset_lo}, key);
+    const auto words =
+        philox4x32_10({static_cast<std::uint32_t>(group), static_cast<std::uint32_t>(i), stream, offset_lo}, key);
     unsigned bits = 0;
     for (int k = 0; k < 4; ++k) bits |= static_cast<unsigned>(words[k] < drop_below) << k;
     return bits;
@@ -53,11 +53,11 @@ struct DropoutStream {
 };
 
 // p = dropout probability in [0, 1).
-FLASHATTN_HD inline DropoutStream make_dropout_stream(std::uint64_t seed, std::uint64_t offset, float p, std::int64_t batch,
-                                         std::int64_t head, std::int64_t heads) {
+FLASHATTN_HD inline DropoutStream make_dropout_stream(std::uint64_t seed, std::uint64_t offset, float p,
+                                                      std::int64_t batch, std::int64_t head, std::int64_t heads) {
   DropoutStream s;
-  s.key = {static_cast<std::uint32_t>(seed), static_cast<std::uint32_t>(seed >> 32) ^
-                                                 static_cast<std::uint32_t>(offset >> 32)};
+  s.key = {static_cast<std::uint32_t>(seed),
+           static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(offset >> 32)};
   s.stream = static_cast<std::uint32_t>(batch * heads + head);
   s.offset_lo = static_cast<std::uint32_t>(offset);
   s.drop_below = static_cast<std::uint32_t>(static_cast<double>(p) * 4294967296.0);  // p * 2^32, exact

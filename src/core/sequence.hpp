@@ -17,8 +17,8 @@ struct SequenceExtent {
   std::int64_t k_start = 0;  // first row of k / v: varlen start or left padding; 0 when paged
   std::int64_t k_batch = 0;  // batch index of k / v (cache_batch_idx); unused when paged
   std::int64_t seqlen_q = 0;
-  std::int64_t seqlen_k = 0;                // keys used (seqused_k when given)
-  const std::int32_t* pages = nullptr;      // this sequence's block-table row, when paged
+  std::int64_t seqlen_k = 0;            // keys used (seqused_k when given)
+  const std::int32_t* pages = nullptr;  // this sequence's block-table row, when paged
   std::int64_t page_size = 0;
 };
 
@@ -67,7 +67,8 @@ inline std::int64_t element_offset(const BshdStrides& s, std::int64_t b, std::in
 
 // Element offset of key j of sequence e (counted from its first key), kv
 // head h, in k or v (strides s; when paged, s.batch is the page stride).
-FLASHATTN_HD inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j, std::int64_t h) {
+FLASHATTN_HD inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j,
+                                            std::int64_t h) {
   if (e.pages != nullptr) return e.pages[j / e.page_size] * s.batch + (j % e.page_size) * s.row + h * s.head;
   return e.k_batch * s.batch + (e.k_start + j) * s.row + h * s.head;
 }

@@ -18,5 +18,4 @@ void run_forward(const AttentionParams& p, void* stream);
 // device (its multiprocessor count feeds the split heuristic).
 std::int64_t forward_workspace_bytes(const AttentionParams& p);
 
-
 }  // namespace flashattn::cuda

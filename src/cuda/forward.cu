@@ -19,21 +19,20 @@
 namespace flashattn::cuda {
 namespace {
 
+dim3 dims(const GridDims& g) {
+  return dim3(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y), static_cast<unsigned>(g.z));
+}
+
 template <int kD, class Elem>
 void launch(const ForwardArgs& args, cudaStream_t stream) {
   constexpr int kSmemBytes = ForwardShape<kD>::kSmemElems * static_cast<int>(sizeof(Elem));
   auto* kernel = &forward_kernel<kD, Elem>;
   // Over 48 KiB of dynamic shared memory needs the opt-in; the attribute is per kernel and cheap to set again.
   FLASHATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
-  const ForwardPlan& plan = args.plan;
-  const dim3 grid(static_cast<unsigned>(plan.m_blocks * plan.splits), static_cast<unsigned>(plan.head_slots),
-                  static_cast<unsigned>(args.p.batch));
-  kernel<<<grid, kThreads, kSmemBytes, stream>>>(args);
+  kernel<<<dims(forward_grid(args.plan, args.p)), kThreads, kSmemBytes, stream>>>(args);
   FLASHATTN_CUDA_CHECK(cudaGetLastError());
-  if (plan.splits == 1) return;
-  const dim3 merge_grid(static_cast<unsigned>((args.p.seqlen_q + kMergeRows - 1) / kMergeRows),
-                        static_cast<unsigned>(args.p.heads_q), static_cast<unsigned>(args.p.batch));
-  merge_kernel<Elem><<<merge_grid, 32 * kMergeRows, 0, stream>>>(args);
+  if (args.plan.splits == 1) return;
+  merge_kernel<Elem><<<dims(merge_grid(args.p)), 32 * kMergeRows, kMergeSmemBytes, stream>>>(args);
   FLASHATTN_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -111,8 +110,7 @@ ForwardArgs make_args(const AttentionParams& p, int multiprocessors) {
   }
   if (plan.splits == 1) return args;
   if (p.workspace != nullptr && p.workspace_bytes >= plan.workspace_bytes) {
-    args.partial_out = static_cast<float*>(p.workspace);
-    args.partial_lse = args.partial_out + plan.splits * plan.partial_rows * p.heads_q * p.head_dim_v;
+    bind_partials(args, p.workspace);
     return args;
   }
   if (p.num_splits > 1) {  // asked for explicitly: say what is missing

@@ -39,6 +39,12 @@ struct ForwardArgs {
   float* partial_lse = nullptr;  // (splits, partial_rows, heads_q); -inf: the chunk kept no key
 };
 
+// Points args' split partials into a workspace of plan.workspace_bytes.
+inline void bind_partials(ForwardArgs& args, void* workspace) {
+  args.partial_out = static_cast<float*>(workspace);
+  args.partial_lse = args.partial_out + args.plan.splits * args.plan.partial_rows * args.p.heads_q * args.p.head_dim_v;
+}
+
 template <int kD>
 struct ForwardShape {
   static constexpr int kBlockN = kD <= 128 ? 64 : 32;  // keys per tile (key_block)
@@ -85,11 +91,11 @@ __device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, int valid, i
 
 // What a lane knows of its two rows (g and g + 8 of its warp's 16).
 struct LaneRows {
-  std::int64_t i[2];         // query row in the sequence
-  std::int64_t head[2];      // query head
-  bool valid[2];             // a row of the sequence (not block padding)
-  core::KeyRange keep[2];    // the mask predicate's kept keys
-  float slope[2];            // alibi slope of the head (0: none)
+  std::int64_t i[2];       // query row in the sequence
+  std::int64_t head[2];    // query head
+  bool valid[2];           // a row of the sequence (not block padding)
+  core::KeyRange keep[2];  // the mask predicate's kept keys
+  float slope[2];          // alibi slope of the head (0: none)
 };
 
 template <int kD, class Elem>
@@ -125,7 +131,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   // The block's key tiles: the union of its rows' kept keys, this split's chunk of it.
   core::KeyRange keys = core::kept_keys_of_rows(p.mask, i_first, i_end, sq_len, sk_len);
   if (plan.splits > 1) keys = core::split_chunk(keys, kBlockN, split, plan.splits);
-  const std::int64_t n_first = keys.begin / kBlockN, n_end = keys.empty() ? n_first : (keys.end + kBlockN - 1) / kBlockN;
+  const std::int64_t n_first = keys.begin / kBlockN,
+                     n_end = keys.empty() ? n_first : (keys.end + kBlockN - 1) / kBlockN;
 
   LaneRows rows;
 #pragma unroll
@@ -148,7 +155,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   load_tile<kD, kBlockM>(sq, q_row, rows_valid, cols_k, plan.vec_q);
   if (n_first < n_end) {
     const std::int64_t j0 = n_first * kBlockN;
-    load_tile<kD, kBlockN>(sk, [&](int r) { return k_rows(j0 + r); }, keys_in(j0), cols_k, plan.vec_k);
+    load_tile<kD, kBlockN>(
+        sk, [&](int r) { return k_rows(j0 + r); }, keys_in(j0), cols_k, plan.vec_k);
   }
   cp_async_commit();
 
@@ -156,7 +164,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     const std::int64_t j0 = n * kBlockN;
     cp_async_wait<0>();
     __syncthreads();  // K (and Q) resident; every warp done with the last V
-    load_tile<kD, kBlockN>(sv, [&](int r) { return v_rows(j0 + r); }, keys_in(j0), cols_v, plan.vec_v);
+    load_tile<kD, kBlockN>(
+        sv, [&](int r) { return v_rows(j0 + r); }, keys_in(j0), cols_v, plan.vec_v);
     cp_async_commit();
 
     // S = Q K^T for the warp's 16 rows x kBlockN keys.
@@ -176,8 +185,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     }
 
     // Score hooks and mask in the CPU backend's order; r = e / 2 picks row g or g + 8.
-    const bool whole = core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) &&
-                       j0 + kBlockN <= sk_len;
+    const bool whole =
+        core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) && j0 + kBlockN <= sk_len;
 #pragma unroll
     for (int t = 0; t < kTilesN; ++t) {
 #pragma unroll
@@ -242,7 +251,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     __syncthreads();  // V resident; every warp done with K
     if (n + 1 < n_end) {
       const std::int64_t next = j0 + kBlockN;
-      load_tile<kD, kBlockN>(sk, [&](int r) { return k_rows(next + r); }, keys_in(next), cols_k, plan.vec_k);
+      load_tile<kD, kBlockN>(
+          sk, [&](int r) { return k_rows(next + r); }, keys_in(next), cols_k, plan.vec_k);
     }
     cp_async_commit();
 

@@ -29,8 +29,8 @@ inline int head_dim_tile(std::int64_t head_dim) {
 inline int key_block(int tile) { return tile <= 128 ? 64 : 32; }
 
 struct ForwardPlan {
-  int tile = 0;               // head-dim tile of max(head_dim, head_dim_v)
-  int block_n = 0;            // keys per key tile
+  int tile = 0;     // head-dim tile of max(head_dim, head_dim_v)
+  int block_n = 0;  // keys per key tile
   // Rows of a block are (query row i, query head h) pairs: row R of head
   // slot s is i = R / pack, h = s * pack + R % pack. pack = 1: one head per
   // block (grid.y = heads_q). pack = group (query heads per kv head): the
@@ -38,16 +38,29 @@ struct ForwardPlan {
   // them; chosen for short queries (decoding), where one head's rows would
   // leave the block mostly empty.
   std::int64_t pack = 1;
-  std::int64_t head_slots = 0;  // grid.y = heads_q / pack
-  std::int64_t m_blocks = 0;    // blocks per (batch, head slot, split): ceil(seqlen_q * pack / kBlockM)
-  std::int64_t splits = 1;      // key chunks per block's keys (grid.x = m_blocks * splits)
+  std::int64_t head_slots = 0;    // grid.y = heads_q / pack
+  std::int64_t m_blocks = 0;      // blocks per (batch, head slot, split): ceil(seqlen_q * pack / kBlockM)
+  std::int64_t splits = 1;        // key chunks per block's keys (grid.x = m_blocks * splits)
   std::int64_t partial_rows = 0;  // split partials: query rows of the batch (batch * seqlen_q, varlen total_q)
   // 16-byte cp.async loads need 16-byte aligned rows (head dim and strides
   // multiples of 8 elements, data 16-byte aligned); otherwise element loads.
   bool vec_q = false, vec_k = false, vec_v = false;
-  bool vec_out = false;  // 2-element stores: even head_dim_v and strides, 4-byte aligned out
+  bool vec_out = false;              // 2-element stores: even head_dim_v and strides, 4-byte aligned out
   std::int64_t workspace_bytes = 0;  // split partials, fp32: out (splits, rows, heads_q, head_dim_v) and lse
 };
+
+// Launch geometry: x = query block + m_blocks * split, y = head slot, z = batch.
+struct GridDims {
+  std::int64_t x = 1, y = 1, z = 1;
+};
+inline GridDims forward_grid(const ForwardPlan& plan, const AttentionParams& p) {
+  return {plan.m_blocks * plan.splits, plan.head_slots, p.batch};
+}
+// The merge: kMergeRows query rows per block, x = row block, y = head, z = batch.
+inline constexpr int kMergeRows = 4;
+inline GridDims merge_grid(const AttentionParams& p) {
+  return {(p.seqlen_q + kMergeRows - 1) / kMergeRows, p.heads_q, p.batch};
+}
 
 inline bool rows_aligned(const void* data, const BshdStrides& s, std::int64_t dim, std::int64_t elements,
                          std::int64_t element_bytes) {

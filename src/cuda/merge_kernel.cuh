@@ -11,15 +11,17 @@
 
 namespace flashattn::cuda {
 
-inline constexpr int kMergeRows = 4;  // warps (rows) per merge block
+// Dynamic shared memory of a merge block: each warp's split weights and merged lse.
+inline constexpr int kMergeSmemBytes = kMergeRows * (core::kMaxSplits * 8 + 8);
 
 template <class Elem>
 __global__ void __launch_bounds__(32 * kMergeRows) merge_kernel(const __grid_constant__ ForwardArgs args) {
   const AttentionParams& p = args.p;
   const ForwardPlan& plan = args.plan;
-  __shared__ double weights[kMergeRows][core::kMaxSplits];
-  __shared__ float merged_lse[kMergeRows];
+  extern __shared__ __align__(128) unsigned char smem_raw[];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  double* weights = reinterpret_cast<double*>(smem_raw) + warp * core::kMaxSplits;
+  double* merged_lse = reinterpret_cast<double*>(smem_raw) + kMergeRows * core::kMaxSplits + warp;
   const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * kMergeRows + warp, h = blockIdx.y, b = blockIdx.z;
   const core::SequenceExtent seq = bounded_extent(p, b);
   if (i >= seq.seqlen_q) return;  // whole warps leave together: the warp syncs below stay complete
@@ -27,8 +29,8 @@ __global__ void __launch_bounds__(32 * kMergeRows) merge_kernel(const __grid_con
   const std::int64_t row = p.is_varlen() ? seq.q_start + i : b * p.seqlen_q + i;
   const std::int64_t at = row * p.heads_q + h, split_stride = plan.partial_rows * p.heads_q;
   if (lane == 0) {
-    merged_lse[warp] = static_cast<float>(core::merge_weights(
-        plan.splits, [&](std::int64_t s) { return args.partial_lse[s * split_stride + at]; }, weights[warp]));
+    *merged_lse = core::merge_weights(
+        plan.splits, [&](std::int64_t s) { return args.partial_lse[s * split_stride + at]; }, weights);
   }
   __syncwarp();
   auto* out = reinterpret_cast<std::uint16_t*>(static_cast<Elem*>(p.out) + b * p.out_stride.batch +
@@ -36,14 +38,14 @@ __global__ void __launch_bounds__(32 * kMergeRows) merge_kernel(const __grid_con
   for (std::int64_t c = lane; c < p.head_dim_v; c += 32) {
     double sum = 0.0;
     for (std::int64_t s = 0; s < plan.splits; ++s)
-      sum += weights[warp][s] * args.partial_out[(s * split_stride + at) * p.head_dim_v + c];
+      sum += weights[s] * args.partial_out[(s * split_stride + at) * p.head_dim_v + c];
     const std::uint32_t two = pack2<Elem>(static_cast<float>(sum), 0.0f);
     out[c] = static_cast<std::uint16_t>(two & 0xffffu);
   }
   if (p.lse && lane == 0) {
-    const float lse = merged_lse[warp];
+    const double lse = *merged_lse;
     p.lse[b * p.lse_batch_stride + h * p.lse_head_stride + seq.q_start + i] =
-        lse == -INFINITY ? p.lse_of_empty_row : lse;
+        lse == -INFINITY ? p.lse_of_empty_row : static_cast<float>(lse);
   }
 }
 

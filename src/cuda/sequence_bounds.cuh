@@ -43,9 +43,9 @@ __device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionPa
 // sequence's first key) at operator()(j). Paged: page indices clamped to the pool.
 template <class Elem>
 struct KeyRows {
-  const Elem* base;              // paged: the kv head in page 0; else row 0 of the sequence
+  const Elem* base;  // paged: the kv head in page 0; else row 0 of the sequence
   std::int64_t row_stride;
-  const std::int32_t* pages;     // null: not paged
+  const std::int32_t* pages;  // null: not paged
   std::int64_t page_stride;
   std::int32_t page_size;
   std::int32_t last_page;
@@ -63,7 +63,11 @@ __device__ __forceinline__ KeyRows<Elem> key_rows(const AttentionParams& p, cons
                                                   const core::SequenceExtent& e, std::int64_t kv_head) {
   const Elem* head = static_cast<const Elem*>(data) + kv_head * s.head;
   if (e.pages != nullptr) {
-    return {head, s.row, e.pages, s.batch, static_cast<std::int32_t>(e.page_size),
+    return {head,
+            s.row,
+            e.pages,
+            s.batch,
+            static_cast<std::int32_t>(e.page_size),
             static_cast<std::int32_t>(p.bounds.num_pages - 1)};
   }
   return {head + e.k_batch * s.batch + e.k_start * s.row, s.row, nullptr, 0, 1, 0};

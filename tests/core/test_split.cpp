@@ -1,10 +1,10 @@
 // The split-KV pieces every backend shares (core/split.hpp): the chunk-count
 // heuristic and the chunks' key ranges.
-#include "core/split.hpp"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
+
+#include "core/split.hpp"
 
 namespace flashattn::testing {
 namespace {
@@ -18,19 +18,19 @@ using core::split_chunk;
 // Split-KV heuristic (choose_num_splits): splits only when items are too few
 // for the threads, never below kMinSplitTiles key tiles per chunk.
 TEST(SplitHeuristic, NoSplitWithEnoughItemsOrOneThread) {
-  EXPECT_EQ(choose_num_splits(8, 256, 2), 1);     // B1 HK8 decode on 2 threads: 4 items each
-  EXPECT_EQ(choose_num_splits(128, 32, 2), 1);    // B16 HK8
-  EXPECT_EQ(choose_num_splits(1, 1000, 1), 1);    // one thread: splitting only adds the merge
+  EXPECT_EQ(choose_num_splits(8, 256, 2), 1);   // B1 HK8 decode on 2 threads: 4 items each
+  EXPECT_EQ(choose_num_splits(128, 32, 2), 1);  // B16 HK8
+  EXPECT_EQ(choose_num_splits(1, 1000, 1), 1);  // one thread: splitting only adds the merge
   EXPECT_EQ(choose_num_splits(0, 1000, 4), 1);
 }
 
 TEST(SplitHeuristic, SplitsFewItemsOverLongKeys) {
-  EXPECT_EQ(choose_num_splits(1, 256, 2), 8);     // MQA decode: 8 chunks = 4 per thread
+  EXPECT_EQ(choose_num_splits(1, 256, 2), 8);  // MQA decode: 8 chunks = 4 per thread
   EXPECT_EQ(choose_num_splits(2, 256, 2), 4);
-  EXPECT_EQ(choose_num_splits(5, 256, 2), 2);     // 10 items: 5 per thread, not 3 + 2
-  EXPECT_EQ(choose_num_splits(1, 256, 64), 64);   // 256 wanted, capped at 256 / kMinSplitTiles
-  EXPECT_EQ(choose_num_splits(1, 12, 2), 3);      // capped: chunks of >= 4 tiles
-  EXPECT_EQ(choose_num_splits(1, 7, 2), 1);       // too short to split at all
+  EXPECT_EQ(choose_num_splits(5, 256, 2), 2);    // 10 items: 5 per thread, not 3 + 2
+  EXPECT_EQ(choose_num_splits(1, 256, 64), 64);  // 256 wanted, capped at 256 / kMinSplitTiles
+  EXPECT_EQ(choose_num_splits(1, 12, 2), 3);     // capped: chunks of >= 4 tiles
+  EXPECT_EQ(choose_num_splits(1, 7, 2), 1);      // too short to split at all
 }
 
 TEST(SplitHeuristic, Invariants) {
@@ -42,9 +42,9 @@ TEST(SplitHeuristic, Invariants) {
         EXPECT_GE(s, 1);
         EXPECT_LE(s, kMaxSplits);
         if (s > 1) {
-          EXPECT_GE(tiles / s, kMinSplitTiles);               // chunks stay long enough
-          EXPECT_LT(items, 4 * threads);                      // only when items are short
-          EXPECT_LE(items * (s - 1), 4 * threads);            // no more chunks than needed
+          EXPECT_GE(tiles / s, kMinSplitTiles);     // chunks stay long enough
+          EXPECT_LT(items, 4 * threads);            // only when items are short
+          EXPECT_LE(items * (s - 1), 4 * threads);  // no more chunks than needed
         }
       }
 }

@@ -1,11 +1,11 @@
 // The CUDA forward's launch plan (src/cuda/forward_plan.hpp): a pure
 // function of the params and the multiprocessor count, tested on any host.
-#include "cuda/forward_plan.hpp"
-
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
+
+#include "cuda/forward_plan.hpp"
 
 namespace flashattn::testing {
 namespace {
@@ -106,7 +106,7 @@ TEST(ForwardPlan, SixteenByteLoadsOnlyForAlignedRows) {
   EXPECT_FALSE(seven.vec_out);
 
   AttentionParams shifted = problem(1, 2, 2, 8, 8, 64, kData);
-  shifted.q = kData + 1;  // 2 bytes off
+  shifted.q = kData + 1;      // 2 bytes off
   shifted.k_stride.row += 4;  // rows 136 bytes apart
   const ForwardPlan off = plan_forward(shifted, kH100Multiprocessors);
   EXPECT_FALSE(off.vec_q);
