@@ -73,6 +73,18 @@ std::vector<std::int64_t> parse_size_list(Sv flag, Sv text) {
   }
 }
 
+// cpu or reference: the library's backend; cuda: the CUDA forward (CUDA builds).
+void parse_backend_flag(BenchOptions& o, Sv, Sv text) {
+  if (text != "cuda") {
+    o.backend = parse_backend(text);
+    return;
+  }
+#ifndef FLASHATTN_WITH_CUDA
+  throw CliError("--backend cuda: this build has no CUDA backend (configure with FLASHATTN_CUDA=ON)");
+#endif
+  o.cuda = true;
+}
+
 void parse_window(BenchOptions& o, Sv flag, Sv text) {
   const auto [left, right] = cli::parse_int_pair(flag, text, -1);
   o.window = {left, right};
@@ -105,7 +117,7 @@ constexpr Flag kFlags[] = {
     {"--dropout", true, [](BenchOptions& o, Sv f, Sv v) { o.dropout_p = cli::parse_double(f, v); }},
     {"--threads", true, [](BenchOptions& o, Sv f, Sv v) { o.threads = int(cli::parse_int(f, v, 0, 4096)); }},
     {"--isa", true, [](BenchOptions& o, Sv, Sv v) { o.isa = parse_isa(v); }},
-    {"--backend", true, [](BenchOptions& o, Sv, Sv v) { o.backend = parse_backend(v); }},
+    {"--backend", true, parse_backend_flag},
     {"--repeat", true, [](BenchOptions& o, Sv f, Sv v) { o.repeat = cli::parse_int(f, v, 1, 1000000); }},
     {"--json", false, [](BenchOptions& o, Sv, Sv) { o.json = true; }},
     {"--no-baseline", false, [](BenchOptions& o, Sv, Sv) { o.baseline = false; }},
@@ -139,6 +151,13 @@ void check_flag_combinations(const BenchOptions& o) {
     }
   }
   if (o.given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
+  if (o.cuda) {
+    if (o.mode == BenchMode::bwd) throw CliError("bench: --backend cuda runs --mode fwd or decode (no CUDA backward yet)");
+    for (Sv flag : {"--window", "--softcap", "--alibi", "--dropout", "--sweep", "--threads", "--isa", "--num-splits",
+                    "--warm-cache", "--seqlen-k-min", "--baseline-gemm", "--no-baseline"}) {
+      if (o.given(flag)) throw CliError("bench: --backend cuda does not take " + std::string(flag));
+    }
+  }
   if (o.given("--sweep-seqlens") && !o.sweep) throw CliError("bench: --sweep-seqlens needs --sweep");
   if (!o.sweep) return;
   for (Sv flag : kSweptFlags) {
@@ -256,17 +275,6 @@ std::vector<FlashAttnOptions> configurations(const BenchOptions& o, const Proble
   return {base, causal};
 }
 
-// 2 (D + Dv) FLOPs per kept (i, j) pair: q.k and p.v (= 4 D when Dv = D).
-double forward_flops(const AttentionParams& params) {
-  std::int64_t pairs = 0;
-  for (std::int64_t i = 0; i < params.seqlen_q; ++i) {
-    const core::KeyRange keys = core::kept_keys(params.mask, i, params.seqlen_q, params.seqlen_k);
-    pairs += keys.end - keys.begin;
-  }
-  return 2.0 * static_cast<double>(params.head_dim + params.head_dim_v) * static_cast<double>(pairs) *
-         static_cast<double>(params.batch * params.heads_q);
-}
-
 // The arithmetic ceiling of every row: one path per process (dtype, ISA and
 // threads are fixed), measured once before the first row.
 struct Ceiling {
@@ -298,8 +306,8 @@ void run_baseline(const BenchOptions& o, const AttentionParams& params, BenchRow
 }
 
 // --mode fwd: times flash_attn, checks out and lse on sampled rows. Returns the FLOPs of one call.
-double time_forward(const BenchOptions& o, Problem& p, const AttentionParams& params,
-                    const FlashAttnOptions& options, BenchRow& row) {
+double time_forward(const BenchOptions& o, Problem& p, const AttentionParams& params, const FlashAttnOptions& options,
+                    BenchRow& row) {
   const FlashAttnOutputs outputs{.out = p.out_view, .softmax_lse = p.lse_view};
   poison(p.out);
   std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
@@ -323,8 +331,8 @@ AttentionParams with_gradients(const BenchOptions& o, Problem& p, AttentionParam
 // --mode bwd: runs the forward once (untimed) for out and lse, then times
 // run_backward on random dout and checks dq, dk and dv on a sample. Returns
 // the FLOPs of one call: 2.5x the forward's (DESIGN.md).
-double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& params,
-                     const FlashAttnOptions& options, BenchRow& row) {
+double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& params, const FlashAttnOptions& options,
+                     BenchRow& row) {
   flash_attn(p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
   for (std::vector<std::byte>* grad : {&p.dq, &p.dk, &p.dv}) poison(*grad);
   row.ms = median_ms(o.repeat, [&] { run_backward(params); });
@@ -334,8 +342,7 @@ double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& p
   return 2.5 * forward_flops(params);
 }
 
-BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options,
-                           const Ceiling& ceiling) {
+BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOptions& options, const Ceiling& ceiling) {
   // Validates everything, and is exactly what flash_attn runs.
   AttentionParams params = frontend::flash_attn_params("flash_attn", p.q_view, p.k_view, p.v_view,
                                                        {.out = p.out_view, .softmax_lse = p.lse_view}, options);
@@ -353,8 +360,8 @@ BenchRow run_configuration(const BenchOptions& o, Problem& p, const FlashAttnOpt
   row.deterministic = o.deterministic;
   row.threads = num_threads();
   row.repeat = static_cast<int>(o.repeat);
-  const double flops = o.mode == BenchMode::fwd ? time_forward(o, p, params, options, row)
-                                                : time_backward(o, p, params, options, row);
+  const double flops =
+      o.mode == BenchMode::fwd ? time_forward(o, p, params, options, row) : time_backward(o, p, params, options, row);
   row.gflops = flops / (row.ms * 1e-3) / 1e9;
   row.path = math_path_name(ceiling.path);
   row.peak_gflops = ceiling.peak_gflops;
@@ -407,6 +414,9 @@ void print_progress(const BenchOptions& point, const FlashAttnOptions& options, 
 int run_bench(std::span<const std::string_view> args) {
   const BenchOptions o = parse_bench_options(args);
   apply_settings(o);
+#ifdef FLASHATTN_WITH_CUDA
+  if (o.cuda) return run_cuda_bench(o);
+#endif
   if (o.mode == BenchMode::decode) return run_decode_bench(o);
   const std::vector<BenchOptions> points = problems_of(o);
   for (const BenchOptions& point : points) check_problem_fits(point);  // before the slow work

@@ -10,4 +10,7 @@ namespace flashattn::tools {
 // status: 0 when the sampled oracle verdict is ok, 1 otherwise.
 int run_decode_bench(const BenchOptions& o);
 
+// --backend cuda, --mode fwd or decode (bench_cuda.cpp; CUDA builds only).
+int run_cuda_bench(const BenchOptions& o);
+
 }  // namespace flashattn::tools

@@ -45,6 +45,7 @@ struct BenchOptions {
   std::optional<int> threads;
   std::optional<Isa> isa;
   std::optional<Backend> backend;
+  bool cuda = false;  // --backend cuda: the CUDA forward on the current device (bench_cuda.cpp)
 
   bool given(std::string_view flag) const {
     for (std::string_view f : flags_given)

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "cli_args.hpp"
+#include "core/mask.hpp"
 
 namespace flashattn::tools {
 
@@ -52,6 +53,17 @@ double peak_rss_mb() {
   rusage usage{};
   getrusage(RUSAGE_SELF, &usage);
   return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+// 2 (D + Dv) FLOPs per kept (i, j) pair: q.k and p.v (= 4 D when Dv = D).
+double forward_flops(const AttentionParams& params) {
+  std::int64_t pairs = 0;
+  for (std::int64_t i = 0; i < params.seqlen_q; ++i) {
+    const core::KeyRange keys = core::kept_keys(params.mask, i, params.seqlen_q, params.seqlen_k);
+    pairs += keys.end - keys.begin;
+  }
+  return 2.0 * static_cast<double>(params.head_dim + params.head_dim_v) * static_cast<double>(pairs) *
+         static_cast<double>(params.batch * params.heads_q);
 }
 
 }  // namespace flashattn::tools

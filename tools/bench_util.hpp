@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "flashattn/dtype.hpp"
+#include "flashattn/params.hpp"
 
 namespace flashattn::tools {
 
@@ -33,6 +34,9 @@ void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng)
 inline void poison(std::vector<std::byte>& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
 
 // Peak resident set of the process so far, MiB.
+// 2 (D + Dv) FLOPs per kept (i, j) pair of a fixed-length problem: q.k and p.v.
+double forward_flops(const AttentionParams& params);
+
 double peak_rss_mb();
 
 // Median milliseconds of `repeat` calls of fn after one warm-up call (the

@@ -47,7 +47,7 @@ flashattn bench flags (defaults in brackets):
                      the CPU backward is always bitwise deterministic)
   --threads N        CPU threads (0 = default)
   --isa NAME         scalar, avx2, avx512 or avx512_bf16
-  --backend NAME     cpu or reference
+  --backend NAME     cpu or reference; cuda (CUDA builds: --mode fwd or decode on the current device)
   --repeat R         timed runs after one warm-up [5]
   --json             one JSON object per line instead of the table
   --no-baseline      skip the unfused baseline

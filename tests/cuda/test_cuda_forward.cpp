@@ -55,6 +55,8 @@ struct Case {
   float softcap = 0.0f;
   Alibi alibi = Alibi::none;
   bool strided = false;
+  float dropout_p = 0.0f;  // the reference draws the CPU's Philox mask: a match means the same mask
+  bool workspace = false;  // pass the workspace the call asks for: split-KV where the heuristic splits
 };
 
 std::string describe(const Case& c) {
@@ -62,7 +64,8 @@ std::string describe(const Case& c) {
          " sk" + std::to_string(c.seqlen_k) + " h" + std::to_string(c.heads) + "/" + std::to_string(c.heads_kv) +
          (c.causal ? " causal" : "") + " window(" + std::to_string(c.window.left) + "," +
          std::to_string(c.window.right) + ")" + (c.softcap > 0 ? " softcap" : "") +
-         (c.alibi != Alibi::none ? " alibi" : "") + (c.strided ? " strided" : "");
+         (c.alibi != Alibi::none ? " alibi" : "") + (c.strided ? " strided" : "") +
+         (c.dropout_p > 0 ? " dropout" : "") + (c.workspace ? " workspace" : "");
 }
 
 void run_case(const Case& c, std::uint64_t salt) {
@@ -77,6 +80,7 @@ void run_case(const Case& c, std::uint64_t salt) {
   pr.options.causal = c.causal;
   pr.options.window_size = c.window;
   pr.options.softcap = c.softcap;
+  if (c.dropout_p > 0) pr.options.dropout_p = c.dropout_p, pr.options.seed = salt, pr.options.offset = 3;
   std::mt19937_64 rng = test_rng(salt);
   pr.allocate(rng);
 
@@ -90,8 +94,17 @@ void run_case(const Case& c, std::uint64_t salt) {
   cudaStream_t stream;
   FLASHATTN_CUDA_CHECK(cudaStreamCreate(&stream));
   options.stream = stream;
-  flash_attn(q.view(), k.view(), v.view(), {.out = out.view(), .softmax_lse = lse.view()}, options);
+  const FlashAttnOutputs outputs{.out = out.view(), .softmax_lse = lse.view()};
+  void* workspace = nullptr;
+  if (c.workspace) {
+    options.workspace_bytes = flash_attn_workspace_bytes(q.view(), k.view(), v.view(), outputs, options);
+    EXPECT_GT(options.workspace_bytes, 0) << "the case should split";
+    FLASHATTN_CUDA_CHECK(cudaMalloc(&workspace, options.workspace_bytes));
+    options.workspace = workspace;
+  }
+  flash_attn(q.view(), k.view(), v.view(), outputs, options);
   FLASHATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  cudaFree(workspace);
   FLASHATTN_CUDA_CHECK(cudaStreamDestroy(stream));
   out.copy_back();
   lse.copy_back();
@@ -153,6 +166,66 @@ TEST(CudaForward, MasksAndHooks) {
           {.dtype = dtype, .head_dim = d, .seqlen_q = 100, .seqlen_k = 100, .heads = 4, .heads_kv = 2, .strided = true},
           ++salt);
     }
+  }
+}
+
+// GPU dropout mask == CPU dropout mask: the reference applies the CPU's
+// Philox mask, and one differing decision moves out past the oracle bound.
+TEST(CudaForward, DropoutDrawsTheCpuMask) {
+  std::uint64_t salt = 2000;
+  for (DType dtype : {DType::bf16, DType::f16}) {
+    for (std::int64_t d : {64, 128, 256}) {
+      run_case({.dtype = dtype,
+                .head_dim = d,
+                .seqlen_q = 130,
+                .seqlen_k = 250,
+                .heads = 4,
+                .heads_kv = 2,
+                .dropout_p = 0.2f},
+               ++salt);
+      run_case({.dtype = dtype,
+                .head_dim = d,
+                .seqlen_q = 77,
+                .seqlen_k = 77,
+                .heads = 2,
+                .heads_kv = 2,
+                .causal = true,
+                .dropout_p = 0.5f},
+               ++salt);
+    }
+  }
+}
+
+// Decoding shapes with the workspace: split-KV and its merge against the reference.
+TEST(CudaForward, SplitKvWithTheWorkspace) {
+  std::uint64_t salt = 3000;
+  for (std::int64_t d : {64, 128}) {
+    for (std::int64_t sk : {1000, 20000}) {
+      run_case({.dtype = DType::bf16,
+                .head_dim = d,
+                .seqlen_q = 1,
+                .seqlen_k = sk,
+                .heads = 8,
+                .heads_kv = 2,
+                .causal = true,
+                .workspace = true},
+               ++salt);
+    }
+  }
+}
+
+// Head dims off the 16-byte grid and unaligned rows: element loads and stores.
+TEST(CudaForward, AnyHeadDimAndUnalignedRows) {
+  std::uint64_t salt = 4000;
+  for (std::int64_t d : {7, 20, 40, 100, 250}) {
+    run_case({.dtype = DType::bf16,
+              .head_dim = d,
+              .seqlen_q = 100,
+              .seqlen_k = 150,
+              .heads = 4,
+              .heads_kv = 2,
+              .causal = true},
+             ++salt);
   }
 }
 
