@@ -36,22 +36,6 @@ void launch(const ForwardArgs& args, cudaStream_t stream) {
   FLASHATTN_CUDA_CHECK(cudaGetLastError());
 }
 
-template <class Elem>
-void launch_for_tile(const ForwardArgs& args, cudaStream_t stream) {
-  switch (args.plan.tile) {
-    case 32:
-      return launch<32, Elem>(args, stream);
-    case 64:
-      return launch<64, Elem>(args, stream);
-    case 128:
-      return launch<128, Elem>(args, stream);
-    case 192:
-      return launch<192, Elem>(args, stream);
-    default:
-      return launch<256, Elem>(args, stream);
-  }
-}
-
 // The device the call runs on: present, sm80 or newer. Returns its multiprocessor count.
 int check_device() {
   int count = 0;
@@ -136,8 +120,10 @@ void run_forward(const AttentionParams& p, void* stream) {
   if (p.batch == 0 || p.seqlen_q == 0) return;
   const ForwardArgs args = make_args(p, multiprocessors);
   const auto s = static_cast<cudaStream_t>(stream);
-  if (p.dtype == DType::f16) return launch_for_tile<__half>(args, s);
-  launch_for_tile<__nv_bfloat16>(args, s);
+  with_tile(args.plan.tile, [&]<int kD>() {
+    if (p.dtype == DType::f16) return launch<kD, __half>(args, s);
+    launch<kD, __nv_bfloat16>(args, s);
+  });
 }
 
 }  // namespace flashattn::cuda

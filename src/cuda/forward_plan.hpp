@@ -25,6 +25,24 @@ inline int head_dim_tile(std::int64_t head_dim) {
   return 0;
 }
 
+// fn.template operator()<kD>() for kD = `tile`: the one list of instantiated
+// head-dim tiles (the launcher's and the host emulator's).
+template <class Fn>
+void with_tile(int tile, Fn&& fn) {
+  switch (tile) {
+    case 32:
+      return fn.template operator()<32>();
+    case 64:
+      return fn.template operator()<64>();
+    case 128:
+      return fn.template operator()<128>();
+    case 192:
+      return fn.template operator()<192>();
+    default:
+      return fn.template operator()<256>();
+  }
+}
+
 // Keys per tile: S (16 x block_n) and O (16 x tile) of a warp fit its registers.
 inline int key_block(int tile) { return tile <= 128 ? 64 : 32; }
 

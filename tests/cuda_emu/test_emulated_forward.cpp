@@ -37,33 +37,16 @@ void launch(const ForwardArgs& args) {
   if (args.plan.splits > 1) emu::launch(dims(merge_grid(args.p)), 32 * kMergeRows, [&] { merge_kernel<Elem>(args); });
 }
 
-template <class Elem>
-void launch_for_tile(const ForwardArgs& args) {
-  switch (args.plan.tile) {
-    case 32:
-      return launch<32, Elem>(args);
-    case 64:
-      return launch<64, Elem>(args);
-    case 128:
-      return launch<128, Elem>(args);
-    case 192:
-      return launch<192, Elem>(args);
-    default:
-      return launch<256, Elem>(args);
-  }
-}
-
 // cuda::run_forward's steps (forward.cu) with emulated launches; the
 // workspace is always given, so the plan's splits run as planned.
 ForwardPlan emulated_forward(const AttentionParams& p) {
   ForwardArgs args{p, plan_forward(p, kH100Multiprocessors)};
   std::vector<float> workspace(static_cast<std::size_t>(args.plan.workspace_bytes / 4));
   if (args.plan.splits > 1) bind_partials(args, workspace.data());
-  if (p.dtype == DType::f16) {
-    launch_for_tile<__half>(args);
-  } else {
-    launch_for_tile<__nv_bfloat16>(args);
-  }
+  with_tile(args.plan.tile, [&]<int kD>() {
+    if (p.dtype == DType::f16) return launch<kD, __half>(args);
+    launch<kD, __nv_bfloat16>(args);
+  });
   return args.plan;
 }
 
