@@ -12,15 +12,9 @@ namespace flashattn::core {
 inline void load_floats(const void* src, DType dtype, std::int64_t n, float* dst) {
   for (std::int64_t c = 0; c < n; ++c) {
     switch (dtype) {
-      case DType::bf16:
-        dst[c] = to_float(static_cast<const bfloat16*>(src)[c]);
-        break;
-      case DType::f16:
-        dst[c] = to_float(static_cast<const float16*>(src)[c]);
-        break;
-      default:
-        dst[c] = static_cast<const float*>(src)[c];
-        break;
+      case DType::bf16: dst[c] = to_float(static_cast<const bfloat16*>(src)[c]); break;
+      case DType::f16: dst[c] = to_float(static_cast<const float16*>(src)[c]); break;
+      default: dst[c] = static_cast<const float*>(src)[c]; break;
     }
   }
 }
@@ -29,15 +23,9 @@ inline void load_floats(const void* src, DType dtype, std::int64_t n, float* dst
 inline void store_floats(const float* src, DType dtype, std::int64_t n, void* dst) {
   for (std::int64_t c = 0; c < n; ++c) {
     switch (dtype) {
-      case DType::bf16:
-        static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]);
-        break;
-      case DType::f16:
-        static_cast<float16*>(dst)[c] = to_float16(src[c]);
-        break;
-      default:
-        static_cast<float*>(dst)[c] = src[c];
-        break;
+      case DType::bf16: static_cast<bfloat16*>(dst)[c] = to_bfloat16(src[c]); break;
+      case DType::f16: static_cast<float16*>(dst)[c] = to_float16(src[c]); break;
+      default: static_cast<float*>(dst)[c] = src[c]; break;
     }
   }
 }

@@ -67,8 +67,7 @@ inline std::int64_t element_offset(const BshdStrides& s, std::int64_t b, std::in
 
 // Element offset of key j of sequence e (counted from its first key), kv
 // head h, in k or v (strides s; when paged, s.batch is the page stride).
-FLASHATTN_HD inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j,
-                                            std::int64_t h) {
+inline std::int64_t key_offset(const BshdStrides& s, const SequenceExtent& e, std::int64_t j, std::int64_t h) {
   if (e.pages != nullptr) return e.pages[j / e.page_size] * s.batch + (j % e.page_size) * s.row + h * s.head;
   return e.k_batch * s.batch + (e.k_start + j) * s.row + h * s.head;
 }

@@ -27,7 +27,8 @@ __device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionPa
   if (p.kv_batch_index) e.k_batch = clamp_index(e.k_batch, 0, bounds.kv_batches - 1);
   std::int64_t key_rows = p.seqlen_k;  // positions of k and v a sequence may use
   if (p.block_table) {
-    key_rows = bounds.pages_per_seq * p.page_size;
+    // Positions are int32 (KeyRows' page arithmetic), as every key count the front-ends pass.
+    key_rows = clamp_index(bounds.pages_per_seq * p.page_size, 0, 0x7fffffff);
   } else if (p.is_varlen()) {
     e.k_start = clamp_index(e.k_start, 0, bounds.rows_k);
     key_rows = bounds.rows_k - e.k_start;
@@ -52,7 +53,7 @@ struct KeyRows {
 
   __device__ __forceinline__ const Elem* operator()(std::int64_t j) const {
     if (pages == nullptr) return base + j * row_stride;
-    const auto jj = static_cast<std::int32_t>(j);  // j < pages_per_seq * page_size <= int32 max (front-end bound)
+    const auto jj = static_cast<std::int32_t>(j);  // j < seqlen_k <= int32 max (bounded_extent)
     const std::int64_t page = clamp_index(pages[jj / page_size], 0, last_page);
     return base + page * page_stride + (jj % page_size) * row_stride;
   }

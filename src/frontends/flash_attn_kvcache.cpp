@@ -252,8 +252,9 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
   params_ = problem_params(p, q, k_cache, v_cache, nullptr, fo);
   set_forward_outputs(params_, p, FlashAttnOutputs{outputs.out, outputs.softmax_lse, {}}, fo);
   params_.seqused_k = seqlens_k_.data();
-  if (cache.paged) set_block_table(params_, o.block_table, cache.rows, cache.seqlen);
-  if (!cache.paged) {
+  if (cache.paged) {
+    set_block_table(params_, o.block_table, cache.rows, cache.seqlen);
+  } else {
     params_.bounds.kv_batches = cache.rows;
     params_.bounds.kv_seqlen = cache.seqlen;
   }
