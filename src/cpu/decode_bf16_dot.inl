@@ -6,8 +6,7 @@
 //   so one vdpbf16ps does 32 of a row's products;
 //   values: each lane pairs the elements of two keys in one column, P is
 //   rounded to bf16 (as Bf16DotMath::probabilities does for the lane-major
-//   tiles), so one vdpbf16ps adds two keys' products to 16 columns of a
-//   lane's sum.
+//   tiles), so one vdpbf16ps adds two keys' products to 16 columns of O.
 
 // 16 bf16 at p in the low half of a vector, zeros above.
 inline __m512i load16(const std::uint16_t* p) {
@@ -35,61 +34,54 @@ struct DecodePartials<Bf16DotMath> {
     if (c < head_dim) step(c, load16);
   }
 
-  static __m512i load32(const std::uint16_t* p) { return _mm512_loadu_si512(p); }
-};
+  static __m512i load32(const std::uint16_t* p) { return _mm512_loadu_si512(p); }};
 
 template <>
 struct DecodeValues<Bf16DotMath> {
-  // The tile's packed probabilities as pairs, once per head (scratch:
-  // kDecodeScratchFloats, 64-byte aligned): pairs[i * 16 +
-  // l] = (bf16 p[2i][l], bf16 p[2i + 1][l]), an odd last key paired with 0.
-  // P is rounded to bf16 as Bf16DotMath::probabilities does for the
-  // lane-major tiles.
-  template <int Lanes>
-  static const std::uint32_t* probabilities(const float* p, std::int64_t n, float* scratch) {
-    auto* pairs = reinterpret_cast<std::uint32_t*>(scratch);
-    for (std::int64_t i = 0; 2 * i < n; ++i)
-      pair_probabilities<Lanes>(p + 2 * i * Lanes, 2 * i + 1 < n, pairs + 16 * i);
-    return pairs;
-  }
-
-  // As DecodeValues<F32Math>::keys: keys 2i and 2i + 1 as one pair; one
-  // vdpbf16ps adds both keys' products to 16 columns of a lane.
-  template <DType, int Lanes, int Units, class Request>
-  static void keys(const char* v, const std::int64_t* at, std::int64_t n, const std::uint32_t* pairs, std::int64_t c0,
-                   Vec::Reg (&sum)[Lanes][Units], Request request) {
-    const auto* rows = reinterpret_cast<const std::uint16_t*>(v) + c0;
-    std::int64_t j = 0;
-    for (; j + 1 < n; j += 2) {
-      request(j);
-      request(j + 1);
-      pair<Lanes, Units>(rows + at[j], rows + at[j + 1], pairs + 8 * j, sum);
-    }
-    if (j < n) {
-      request(j);
-      pair<Lanes, Units>(rows + at[j], nullptr, pairs + 8 * j, sum);
+  // As DecodeValues<F32Math>::keys: keys 2i and 2i + 1 as one pair (an odd
+  // last key pairs with zeros), blocks of up to 8 x 16 columns.
+  template <DType, int Lanes, int Keys>
+  static void keys(const char* v, const std::int64_t* at, const float* p, float* o, std::int64_t o_row,
+                   std::int64_t head_dim_v) {
+    constexpr int kPairs = (Keys + 1) / 2;
+    alignas(64) std::uint32_t pairs[kPairs][16];  // (bf16 p[2i][lane], bf16 p[2i + 1][lane])
+    for (int i = 0; i < kPairs; ++i) pair_probabilities<Lanes>(p + 2 * i * Lanes, 2 * i + 1 < Keys, pairs[i]);
+    const auto* rows = reinterpret_cast<const std::uint16_t*>(v);
+    for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += 8 * 16) {
+      const int units = static_cast<int>(std::min<std::int64_t>(8, (head_dim_v - c0) / 16));
+      with_cols<8>(units, [&]<int Units>() { block<Lanes, Keys, Units>(rows, at, pairs, o + c0, o_row, c0); });
     }
   }
 
  private:
-  // sum[l][u] += the products of rows a and b (null: zeros) in columns
-  // [16 u, 16 u + 16) with lane l's pair of probabilities.
-  template <int Lanes, int Units>
-  static void pair(const std::uint16_t* a, const std::uint16_t* b, const std::uint32_t* pairs,
-                   Vec::Reg (&sum)[Lanes][Units]) {
+  // Columns [c0, c0 + 16 Units) of every lane.
+  template <int Lanes, int Keys, int Units>
+  static void block(const std::uint16_t* rows, const std::int64_t* at, const std::uint32_t (*pairs)[16], float* o,
+                    std::int64_t o_row, std::int64_t c0) {
+    constexpr int kPairs = (Keys + 1) / 2;
     const __m512i low = _mm512_load_si512(kPairLow);
     const __m512i high = _mm512_add_epi16(low, _mm512_set1_epi16(16));
-    __m512i x[Units];  // 16 columns of (a[c], b[c])
-    for (int u = 0; u < Units; u += 2) {
-      const bool whole = u + 1 < Units;  // 32 columns, else the last 16
-      const __m512i ra = whole ? _mm512_loadu_si512(a + 16 * u) : load16(a + 16 * u);
-      const __m512i rb = !b ? _mm512_setzero_si512() : whole ? _mm512_loadu_si512(b + 16 * u) : load16(b + 16 * u);
-      x[u] = _mm512_permutex2var_epi16(ra, low, rb);
-      if (whole) x[u + 1] = _mm512_permutex2var_epi16(ra, high, rb);
+    __m512i x[kPairs][Units];  // 16 columns of (V[2i][c], V[2i + 1][c])
+    for (int i = 0; i < kPairs; ++i) {
+      const std::uint16_t* a = rows + at[2 * i] + c0;
+      const std::uint16_t* b = 2 * i + 1 < Keys ? rows + at[2 * i + 1] + c0 : nullptr;
+      for (int u = 0; u < Units; u += 2) {
+        const bool whole = u + 1 < Units;  // 32 columns, else the last 16
+        const __m512i ra = whole ? _mm512_loadu_si512(a + 16 * u) : load16(a + 16 * u);
+        const __m512i rb = !b ? _mm512_setzero_si512() : whole ? _mm512_loadu_si512(b + 16 * u) : load16(b + 16 * u);
+        x[i][u] = _mm512_permutex2var_epi16(ra, low, rb);
+        if (whole) x[i][u + 1] = _mm512_permutex2var_epi16(ra, high, rb);
+      }
     }
     for (int l = 0; l < Lanes; ++l) {
-      const __m512bh pl = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[l]));
-      for (int u = 0; u < Units; ++u) sum[l][u] = _mm512_dpbf16_ps(sum[l][u], pl, (__m512bh)x[u]);
+      float* row = o + l * o_row;
+      Vec::Reg sum[Units];
+      for (int u = 0; u < Units; ++u) sum[u] = Vec::load(row + 16 * u);
+      for (int i = 0; i < kPairs; ++i) {
+        const __m512bh pl = (__m512bh)_mm512_set1_epi32(static_cast<int>(pairs[i][l]));
+        for (int u = 0; u < Units; ++u) sum[u] = _mm512_dpbf16_ps(sum[u], pl, (__m512bh)x[i][u]);
+      }
+      for (int u = 0; u < Units; ++u) Vec::store(row + 16 * u, sum[u]);
     }
   }
 

@@ -15,24 +15,22 @@
 //       loop's own, run over vectors of this layout: a GQA-4 decode item
 //       pays them once per 4 keys, not per key on 4 real lanes of 16;
 //   O:  O[lane] += P[j][lane] * V[j], V rows as vectors, the tile's sum
-//       kept in registers and merged as alpha O + sum (fp32 FMAs; bf16 on
-//       AVX512_BF16 pairs two keys per vdpbf16ps lane with P rounded to
-//       bf16: decode_bf16_dot.inl).
+//       merged as alpha O + sum (fp32 FMAs; bf16 on AVX512_BF16 pairs two
+//       keys per vdpbf16ps lane with P rounded to bf16: decode_bf16_dot.inl).
 // The caller gives the rows as element offsets (core::key_offsets) into
 // the k and v tensors; no row past the tile's n keys is read.
 
 // The tile's key rows in the k and v tensors, for all kv heads of the
-// item. Decoding streams the cache from DRAM once. The score pass requests
-// K in address order, key row j of every kv head (contiguous in a (keys, kv
+// item. Decoding streams the cache from DRAM once. The kernels request it
+// in address order, key row j of every kv head (contiguous in a (keys, kv
 // heads, dim) cache) before key row j + 1, kDecodeAhead keys ahead of the
-// rows it reads, running on into the V rows of the tile's first keys at its
-// end. The requests are spread evenly over the work (a few rows per head
-// step): issued a whole key row (2 KiB, 32 lines) at a time, probably more
-// than the core's miss buffers hold, the stream ran a third slower
-// (BENCHMARKS.md). The values pass reads V head by head (its sums stay in
-// registers over the tile) and requests head s's row kDecodeAhead keys
-// ahead, running on into head s + 1's rows, after the last head into the
-// next tile's first K rows.
+// rows they read, the score pass over K, then the values pass over V,
+// running on into the next pass's rows at its end. The requests are spread
+// evenly over the work (a few rows per head step): issued a whole key row
+// (2 KiB, 32 lines) at a time, probably more than the core's miss buffers
+// hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
+// request order, 256-byte slices at a 2 KiB stride, is not followed by the
+// hardware prefetchers either.
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
@@ -72,18 +70,11 @@ inline void request_key_rows(const DecodeTile& t, std::int64_t r, std::int64_t h
   if (r - t.n < t.n) prefetch_heads(t.v, t.v_at[r - t.n], h, count, t, t.v_head_bytes, t.v_row_bytes);
 }
 
-// The values pass's request while it reads key r - kDecodeAhead of head s
-// (head by head): head s's V row of key r; past the tile's end, head s + 1's
-// V row of key r - n; after the last head, the next tile's K rows (every
-// head) of key r - n.
-inline void request_value_rows(const DecodeTile& t, std::int64_t s, std::int64_t r) {
-  if (r < t.n) return prefetch_heads(t.v, t.v_at[r], s, 1, t, t.v_head_bytes, t.v_row_bytes);
-  r -= t.n;
-  if (s + 1 < t.heads) {
-    if (r < t.n) prefetch_heads(t.v, t.v_at[r], s + 1, 1, t, t.v_head_bytes, t.v_row_bytes);
-    return;
-  }
-  if (r < t.next_n) prefetch_heads(t.k, t.next_k_at[r], 0, t.heads, t, t.k_head_bytes, t.k_row_bytes);
+// The values pass's request for key r, heads [h, h + count): their V rows,
+// past the tile's end the next tile's K rows of key r - n.
+inline void request_value_rows(const DecodeTile& t, std::int64_t r, std::int64_t h, std::int64_t count) {
+  if (r < t.n) return prefetch_heads(t.v, t.v_at[r], h, count, t, t.v_head_bytes, t.v_row_bytes);
+  if (r - t.n < t.next_n) prefetch_heads(t.k, t.next_k_at[r - t.n], h, count, t, t.k_head_bytes, t.k_row_bytes);
 }
 
 // Requests rows [first, first + count) of the (key, head) rows from key r0
@@ -149,29 +140,27 @@ inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
   });
 }
 
-// Sum registers of the values pass: Lanes x Units vectors of O columns
-// stay in registers over a whole tile of keys (16 of AVX-512's 32, 8 of
-// AVX2's 16; V, P and the pairing indices take the rest). Units: kW-column
-// vectors per lane in one block of columns, at most 8 (128 columns).
-constexpr int kDecodeSumRegs = kW >= 16 ? 16 : 8;
-template <int Lanes>
-constexpr int kDecodeUnits = std::clamp(kDecodeSumRegs / Lanes, 1, 8);
+// Vectors of head_dim_v per step of the values product, and keys per O
+// update: kDecodeChunks x kDecodeValueKeys V vectors in registers (16 of
+// AVX-512's 32, 8 of AVX2's 16).
+constexpr int kDecodeChunks = 4;
+constexpr int kDecodeValueKeys = kW >= 16 ? 4 : kW >= 8 ? 2 : 1;
 
 // The decode products, in address order over all kv heads of the item
 // (head slot s: its query lanes q + s * q_head, its scores st + s * st_head,
-// its O o + s * o_head). The score pass takes kW / Lanes keys of every head
-// (one vector of packed scores per head) before the next keys; rows are
-// requested in address order ahead of it, so the loads hit L1 and the
-// partial sums stay in registers.
+// its O o + s * o_head), a few keys at a time: the score pass takes
+// kW / Lanes keys of one head (one vector of packed scores), the values
+// pass kDecodeValueKeys, before the next head. Rows are requested in
+// address order ahead of both; the loads then hit L1, and the partial sums
+// and O stay in registers across the group's keys instead of going to
+// memory per key. DecodePartials<Math> supplies the per-lane partial sums
+// of q . k, DecodeValues<Math> the P V step; the rest is shared.
 //   scores: for key r of the group and lane l, acc[r * Lanes + l] holds
 //   partial sums; one Vec::transpose_sum per head and group turns them into
 //   a packed vector of scores: st[j * Lanes + lane] = scale * q[lane] . k[j].
-//   values: head by head and block of columns by block, the tile's
-//   sum_j p[j * Lanes + lane] V[j] (key order) stays in registers over all
-//   the tile's keys, then o[lane] = alpha[lane] o[lane] + sum: O is read
-//   and written once per tile, never per key.
-// DecodePartials<Math> supplies the per-lane partial sums of q . k,
-// DecodeValues<Math> the P V sums; the rest is shared.
+//   values: O in memory (L1), every row of V read once:
+//   o[lane] = alpha[lane] o[lane] + sum_j p[j * Lanes + lane] V[j], the sum
+//   taken in key order (the group only keeps it in registers).
 template <class Math>
 struct DecodePartials;
 template <class Math>
@@ -202,59 +191,67 @@ struct DecodeKernel {
   }
 
   // o = alpha o + P V for every head; p: packed probabilities (p + s *
-  // p_head), alpha: kW per head; head_dim_v: whole vectors; scratch:
-  // kDecodeScratchFloats. The tile's P V is summed in
-  // registers, then merged with one rounding, as the lane-major path does.
+  // p_head), alpha: kW per head; head_dim_v: whole vectors. The tile's P V
+  // is summed in acc (laid out as o), then merged with one rounding, as the
+  // lane-major path does: O never takes one rounding per key.
   template <DType T, int Lanes>
   static void values(const DecodeTile& t, const float* p, std::int64_t p_head, const float* alpha,
-                     std::int64_t head_dim_v, float* o, std::int64_t o_row, std::int64_t o_head, float* scratch) {
-    constexpr int kUnits = kDecodeUnits<Lanes>;
+                     std::int64_t head_dim_v, float* o, std::int64_t o_row, std::int64_t o_head, float* acc) {
+    for (std::int64_t s = 0; s < t.heads; ++s)
+      for (int l = 0; l < Lanes; ++l) std::memset(acc + s * o_head + l * o_row, 0, head_dim_v * sizeof(float));
+    std::int64_t j0 = 0;
+    for (; j0 + kDecodeValueKeys <= t.n; j0 += kDecodeValueKeys)
+      value_keys<T, Lanes, kDecodeValueKeys>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head);
+    for (; j0 < t.n; ++j0) value_keys<T, Lanes, 1>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head);
     for (std::int64_t s = 0; s < t.heads; ++s) {
-      const auto probs = DecodeValues<Math>::template probabilities<Lanes>(p + s * p_head, t.n, scratch);
-      const char* v = t.v + s * t.v_head_bytes;
-      for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kUnits * kW) {
-        const int units = static_cast<int>(std::min<std::int64_t>(kUnits, (head_dim_v - c0) / kW));
-        // The first block of columns requests the rows ahead (whole rows).
-        const auto request = [&](std::int64_t j) {
-          if (c0 == 0) request_value_rows(t, s, j + kDecodeAhead);
-        };
-        with_cols<kUnits>(units, [&]<int Units>() {
-          Vec::Reg sum[Lanes][Units];
-          for (int l = 0; l < Lanes; ++l)
-            for (int u = 0; u < Units; ++u) sum[l][u] = Vec::zero();
-          DecodeValues<Math>::template keys<T, Lanes, Units>(v, t.v_at, t.n, probs, c0, sum, request);
-          for (int l = 0; l < Lanes; ++l) {
-            const Vec::Reg a = Vec::set1(alpha[s * kW + l]);
-            float* row = o + s * o_head + l * o_row + c0;
-            for (int u = 0; u < Units; ++u) Vec::store(row + u * kW, Vec::fmadd(a, Vec::load(row + u * kW), sum[l][u]));
-          }
-        });
+      for (int l = 0; l < Lanes; ++l) {
+        const Vec::Reg a = Vec::set1(alpha[s * kW + l]);
+        float* row = o + s * o_head + l * o_row;
+        const float* sum = acc + s * o_head + l * o_row;
+        for (std::int64_t c = 0; c < head_dim_v; c += kW)
+          Vec::store(row + c, Vec::fmadd(a, Vec::load(row + c), Vec::load(sum + c)));
       }
+    }
+  }
+
+ private:
+  // acc[lane] += p[j][lane] V[j] for keys j0 .. j0 + Keys - 1 of every head.
+  template <DType T, int Lanes, int Keys>
+  static void value_keys(const DecodeTile& t, std::int64_t j0, const float* p, std::int64_t p_head,
+                         std::int64_t head_dim_v, float* acc, std::int64_t o_row, std::int64_t o_head) {
+    for (std::int64_t s = 0; s < t.heads; ++s) {
+      request_rows(t, j0 + kDecodeAhead, s * Keys, Keys, request_value_rows);
+      DecodeValues<Math>::template keys<T, Lanes, Keys>(
+          t.v + s * t.v_head_bytes, t.v_at + j0, p + s * p_head + j0 * Lanes, acc + s * o_head, o_row, head_dim_v);
     }
   }
 };
 
-// The fp32 math path's P V sums: sum[l] += p[j][l] V[j] for keys [0, n) of
-// one head (rows at element offsets at[j] of v), key by key in fp32, V
-// converted on load; request(j) as key j is read.
+// The fp32 math path's P V step: o[lane] += p[r][lane] V[r] for Keys rows
+// of one head (rows at element offsets at[r] of v), key by key in fp32, V
+// converted on load; Keys x kDecodeChunks V vectors in registers.
 template <>
 struct DecodeValues<F32Math> {
-  template <int Lanes>
-  static const float* probabilities(const float* p, std::int64_t, float*) {
-    return p;
-  }
-
-  template <DType T, int Lanes, int Units, class Request>
-  static void keys(const char* v, const std::int64_t* at, std::int64_t n, const float* p, std::int64_t c0,
-                   Vec::Reg (&sum)[Lanes][Units], Request request) {
-    for (std::int64_t j = 0; j < n; ++j) {
-      request(j);
-      Vec::Reg x[Units];
-      for (int u = 0; u < Units; ++u) x[u] = load_as_f32<T>(v, at[j] + c0 + u * kW);
-      for (int l = 0; l < Lanes; ++l) {
-        const Vec::Reg pl = Vec::set1(p[j * Lanes + l]);
-        for (int u = 0; u < Units; ++u) sum[l][u] = Vec::fmadd(pl, x[u], sum[l][u]);
-      }
+  template <DType T, int Lanes, int Keys>
+  static void keys(const char* v, const std::int64_t* at, const float* p, float* o, std::int64_t o_row,
+                   std::int64_t head_dim_v) {
+    for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kDecodeChunks * kW) {
+      const std::int64_t chunks = std::min<std::int64_t>(kDecodeChunks, (head_dim_v - c0) / kW);
+      with_cols<kDecodeChunks>(static_cast<int>(chunks), [&]<int Chunks>() {
+        Vec::Reg x[Keys][Chunks];
+        for (int r = 0; r < Keys; ++r)
+          for (int c = 0; c < Chunks; ++c) x[r][c] = load_as_f32<T>(v, at[r] + c0 + c * kW);
+        for (int l = 0; l < Lanes; ++l) {
+          float* row = o + l * o_row + c0;
+          Vec::Reg sum[Chunks];
+          for (int c = 0; c < Chunks; ++c) sum[c] = Vec::load(row + c * kW);
+          for (int r = 0; r < Keys; ++r) {
+            const Vec::Reg pl = Vec::set1(p[r * Lanes + l]);
+            for (int c = 0; c < Chunks; ++c) sum[c] = Vec::fmadd(pl, x[r][c], sum[c]);
+          }
+          for (int c = 0; c < Chunks; ++c) Vec::store(row + c * kW, sum[c]);
+        }
+      });
     }
   }
 };

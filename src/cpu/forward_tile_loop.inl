@@ -480,7 +480,7 @@ inline void attend_decode_tile(const WorkItem& w, const ForwardDims& d, const La
   }
   with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
     DecodeKernel<Math>::template values<T, Lanes>(tile, ws.st, st_head, ws.alpha, p.head_dim_v, ws.ot, d.dv_pad,
-                                                  kW * d.dv_pad, ws.decode_scratch);
+                                                  kW * d.dv_pad, ws.tile_o);
   });
 }
 

@@ -10,10 +10,6 @@ inline std::int64_t round_up(std::int64_t x, std::int64_t m) { return (x + m - 1
 
 // The next `count` elements of T at address `at` (64-byte aligned slots),
 // advancing `at`: workspaces carve one allocation, or measure it from 0.
-// The decode values pass's scratch: a tile's probabilities as bf16 key
-// pairs, 16 lanes each (DecodeValues<Bf16DotMath>::probabilities).
-inline constexpr std::int64_t kDecodeScratchFloats = (kMaxTileKeys + 1) / 2 * 16;
-
 template <class T>
 inline T* take(std::uintptr_t& at, std::int64_t count) {
   T* slot = reinterpret_cast<T*>(at);
@@ -91,10 +87,10 @@ class Workspace {
   std::uint32_t* drop_row;   // (lanes_pad) dropout counter words: query row
   std::uint32_t* drop_stream;  // (lanes_pad) and batch * heads + head
   LaneBlock* blocks;           // (lanes_pad / kW)
-  float* alpha;           // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
-  float* decode_scratch;  // decode: (kDecodeScratchFloats) the values pass's probabilities (DecodeValues)
-  float* alibi_origin;    // (kMaxBlockLanes) the diagonal's key index, relative to the tile
-  float* tile_slope;      // (kMaxBlockLanes) decode: the slopes of the packed lanes
+  float* alpha;         // (max(kMaxBlockLanes, lanes_pad)) rescale of O for the current tile (decode: every block's)
+  float* tile_o;        // decode: (lanes_pad, dv_pad) the tile's P V, laid out as O
+  float* alibi_origin;  // (kMaxBlockLanes) the diagonal's key index, relative to the tile
+  float* tile_slope;    // (kMaxBlockLanes) decode: the slopes of the packed lanes
   std::int32_t* tile_begin;  // (kMaxBlockLanes) kept keys relative to the tile
   std::int32_t* tile_end;    // (kMaxBlockLanes)
 
@@ -126,7 +122,7 @@ class Workspace {
     drop_stream = take<std::uint32_t>(at, d.lanes_pad);
     blocks = take<LaneBlock>(at, d.lanes_pad / kW);
     alpha = take<float>(at, std::max(kMaxBlockLanes, d.lanes_pad));
-    decode_scratch = take<float>(at, d.decode ? kDecodeScratchFloats : 0);
+    tile_o = take<float>(at, d.decode ? d.lanes_pad * d.dv_pad : 0);
     alibi_origin = take<float>(at, kMaxBlockLanes);
     tile_slope = take<float>(at, kMaxBlockLanes);
     tile_begin = take<std::int32_t>(at, kMaxBlockLanes);

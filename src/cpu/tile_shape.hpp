@@ -6,9 +6,6 @@
 
 namespace flashattn::cpu {
 
-// The most keys of one inner tile (TileShape::k_cols).
-inline constexpr std::int64_t kMaxTileKeys = 128;
-
 struct TileShape {
   std::int64_t rows = 192;    // query rows per work item (of each query head in a kv group)
   std::int64_t k_cols = 128;  // keys per inner tile (multiple of 16)
@@ -29,8 +26,7 @@ inline TileShape choose_tile_shape(std::int64_t head_dim, std::int64_t head_dim_
                                    std::int64_t lane_block) {
   constexpr std::int64_t kTileBudgetFloats = (128 * 1024) / 4;
   TileShape t;
-  t.k_cols =
-      std::clamp<std::int64_t>(kTileBudgetFloats / std::max<std::int64_t>(1, head_dim + head_dim_v), 16, kMaxTileKeys);
+  t.k_cols = std::clamp<std::int64_t>(kTileBudgetFloats / std::max<std::int64_t>(1, head_dim + head_dim_v), 16, 128);
   t.k_cols -= t.k_cols % 16;
   group = std::max<std::int64_t>(1, group);
   t.rows = std::max<std::int64_t>(1, (4 * lane_block + group - 1) / group);
