@@ -32,8 +32,8 @@
 // CUDA tensors (q, the caches, k, v, the rotary tables, out, softmax_lse,
 // alibi_slopes and the int32 index tensors all on q's device; f16 / bf16):
 // the call is enqueued on options.stream (the append kernel, then the
-// attention), never synchronises and allocates nothing, so it can be
-// captured in a CUDA graph. Split-KV needs options.workspace, sized by
+// attention), never synchronises, allocates nothing and reads no device
+// memory on the host (nothing in it prevents CUDA-graph capture). Split-KV needs options.workspace, sized by
 // flash_attn_with_kvcache_workspace_bytes (without one the call runs
 // unsplit). Shapes, dtypes, devices and an int cache_seqlens are checked on
 // the host, before any launch; the contents of device index tensors
