@@ -183,6 +183,7 @@ GemmBackend default_gemm_backend() { return openblas_available() ? GemmBackend::
 std::string unfused_unsupported_reason(const AttentionParams& p) {
   if (p.dtype != DType::f32 && p.dtype != DType::f16 && p.dtype != DType::bf16) return "dtype";
   if (p.is_varlen() || p.seqused_k != nullptr) return "varlen";
+  if (p.cache_seqlens || p.block_table || p.kv_batch_index || p.k_leftpad) return "kv cache";
   if (p.softcap > 0) return "softcap";
   if (p.alibi_slopes != nullptr) return "alibi";
   if (p.dropout_p > 0) return "dropout";

@@ -46,7 +46,7 @@ constexpr std::int64_t kMaxScoreBytes = std::int64_t{1} << 30;
 
 // Why the baseline does not run `params`, or "" when it does: it handles
 // fixed-length batches with GQA and causal / window masks, not varlen,
-// seqused_k, softcap, alibi or dropout, nor an S buffer over kMaxScoreBytes.
+// seqused_k, kv caches, softcap, alibi or dropout, nor an S buffer over kMaxScoreBytes.
 std::string unfused_unsupported_reason(const AttentionParams& params);
 
 // What UnfusedAttention::run computes.

@@ -28,6 +28,22 @@
 // the call would touch) is checked before anything is written: on error
 // the cache and the outputs are unchanged. Not thread-safe on one cache:
 // concurrent calls must append to disjoint cache rows or pages.
+//
+// CUDA tensors (q, the caches, k, v, the rotary tables, out, softmax_lse,
+// alibi_slopes and the int32 index tensors all on q's device; f16 / bf16):
+// the call is enqueued on options.stream (the append kernel, then the
+// attention), never synchronises, allocates nothing and reads no device
+// memory on the host (nothing in it prevents CUDA-graph capture). Split-KV needs options.workspace, sized by
+// flash_attn_with_kvcache_workspace_bytes (without one the call runs
+// unsplit). Shapes, dtypes, devices and an int cache_seqlens are checked on
+// the host, before any launch; the contents of device index tensors
+// (cache_seqlens, cache_batch_idx, cache_leftpad, block_table) cannot be
+// read without synchronising and are not checked: the index tensors must
+// be contiguous, and a bad entry (a length past the capacity, a row or page
+// out of range, leftpad > cache_seqlens, duplicate rows or shared slots
+// when appending, positions past the rotary tables) gives unspecified
+// values, never an access outside the tensors (every index read on the
+// device is clamped to the tensors' extents).
 #pragma once
 
 #include <cstdint>
@@ -71,6 +87,13 @@ struct KvCacheOptions {
   bool rotary_interleaved = true;       // false: GPT-NeoX halves
   TensorView alibi_slopes{};            // fp32 (h,) or (b, h)
   std::int64_t num_splits = 0;          // 0: heuristic; 1: no split; n: n key chunks merged
+  // CUDA tensors, as FlashAttnOptions: the cudaStream_t the call is
+  // enqueued on (null: the legacy default stream; ignored on the CPU), and
+  // scratch memory on the device for split-KV
+  // (flash_attn_with_kvcache_workspace_bytes; null: the call runs unsplit).
+  void* stream = nullptr;
+  void* workspace = nullptr;
+  std::int64_t workspace_bytes = 0;
 };
 
 struct KvCacheOutputs {
@@ -85,5 +108,14 @@ struct KvCacheOutputs {
 // are fine), and the caches may not have elements sharing an address.
 void flash_attn_with_kvcache(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
                              const KvCacheOutputs& outputs, const KvCacheOptions& options = {});
+
+// Bytes of workspace flash_attn_with_kvcache with these arguments uses
+// (KvCacheOptions::workspace; 0: the call does not split); the arguments are
+// checked as the call checks them, nothing is written. CUDA: queries the
+// current device. Sized by the cache's capacity when the lengths are device
+// tensors, so one size serves every step of a decode loop.
+std::int64_t flash_attn_with_kvcache_workspace_bytes(const TensorView& q, const TensorView& k_cache,
+                                                     const TensorView& v_cache, const KvCacheOutputs& outputs,
+                                                     const KvCacheOptions& options = {});
 
 }  // namespace flashattn

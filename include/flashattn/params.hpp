@@ -52,7 +52,7 @@ struct AttentionParams {
   std::int64_t heads_q = 0;
   std::int64_t heads_kv = 0;     // divides heads_q; query head h reads kv head h / (heads_q / heads_kv)
   std::int64_t seqlen_q = 0;     // varlen: max_seqlen_q
-  std::int64_t seqlen_k = 0;     // varlen: max_seqlen_k
+  std::int64_t seqlen_k = 0;     // varlen: max_seqlen_k; with cache_seqlens: a bound of every key count
   std::int64_t head_dim = 0;     // of q and k
   std::int64_t head_dim_v = 0;   // of v and out
 
@@ -76,6 +76,45 @@ struct AttentionParams {
   const std::int32_t* kv_batch_index = nullptr;  // (batch,)
   const std::int32_t* k_leftpad = nullptr;       // (batch,); fixed-length batches only
 
+  // KV-cache lengths (fixed-length batches). The cache row (or pages) of
+  // sequence b held cache_seqlens[b] keys before the call and seqlen_new
+  // more are appended after them (run_kvcache_append), so the sequence's
+  // keys are positions [k_start, cache_seqlens[b] + seqlen_new) and it has
+  // cache_seqlens[b] + seqlen_new - k_start of them (core::sequence_extent).
+  // Null: every row ends at seqlen_k (seqlen_k - seqlen_new keys before the
+  // call: flash-attn's int cache_seqlens, or none). Set, seqlen_k is only an
+  // upper bound of the key counts (the CUDA front-end passes the cache's
+  // capacity: the host cannot read device lengths).
+  const std::int32_t* cache_seqlens = nullptr;  // (batch,)
+  std::int64_t seqlen_new = 0;
+
+  // New keys and values that run_kvcache_append writes into the cache:
+  // row t of sequence b goes to position c_b + t, c_b = cache_seqlens[b]
+  // (core::cached_keys), addressed as key position - k_start above; k is
+  // rotated when rotary.cos is set. Read only by the append: the attention
+  // reads the cache.
+  const void* k_new = nullptr;  // (batch, seqlen_new, heads_kv, head_dim)
+  const void* v_new = nullptr;  // (batch, seqlen_new, heads_kv, head_dim_v)
+  BshdStrides k_new_stride, v_new_stride;
+
+  // Rotary embedding (RoPE) as flash-attn applies it: in fp32, rounded to
+  // dtype (core::rotate_pair). Appended key t of sequence b turns by the
+  // angle of its position c_b + t, query row i by that of c_b + i when
+  // q_per_row (causal or windowed), else of c_b (core::rotary_position_of_q).
+  struct Rotary {
+    const void* cos = nullptr;  // (positions, dim / 2) of dtype, rows cos_stride apart; null: no rotary
+    const void* sin = nullptr;  // like cos
+    std::int64_t cos_stride = 0, sin_stride = 0;
+    std::int64_t positions = 0;  // rows of the tables (CUDA clamps device-derived positions to them)
+    std::int64_t dim = 0;        // rotated dims, even, <= head_dim
+    bool interleaved = true;     // pairs (2c, 2c + 1); false: (c, c + dim / 2) (GPT-NeoX)
+    bool q_per_row = false;      // q row i at c_b + i; false: every row at c_b
+    // The forward rotates q's rows as it loads them (the CUDA kernel). The
+    // CPU backends take q already rotated (the front-end passes a rotated
+    // copy) and refuse params with this set.
+    bool rotate_q = false;
+  } rotary;
+
   // What the index arrays above may address: the sizes of the tensors they
   // point into. The CPU front-ends check index contents on the host; device
   // index arrays cannot be read there without synchronising, so the CUDA
@@ -87,7 +126,7 @@ struct AttentionParams {
     std::int64_t num_pages = 0;         // paged: pages of k and v
     std::int64_t pages_per_seq = 0;     // paged: columns of block_table
     std::int64_t kv_batches = 0;        // kv cache: batch size of k and v (b_cache)
-    std::int64_t kv_seqlen = 0;         // kv cache, not paged: rows per sequence of k and v
+    std::int64_t kv_seqlen = 0;         // kv cache, not paged: rows per sequence of k and v (the capacity)
   } bounds;
 
   // Split-KV: the kept keys of every work item are cut into this many chunks
@@ -154,6 +193,13 @@ struct AttentionParams {
 // The params-level entry below the front-ends: params are trusted, not
 // re-validated. Front-ends validate and then call this.
 void run_forward(const AttentionParams& params);
+
+// The kv-cache append params describe (k_new / v_new, rotary, cache_seqlens,
+// seqlen_new): the new keys (rotated) and values written into the cache, in
+// place. CPU: at once; CUDA: a kernel enqueued on params.stream, after
+// checking everything run_forward(params) checks. Nothing when k_new is
+// null. Params trusted, like run_forward.
+void run_kvcache_append(const AttentionParams& params);
 
 // Bytes of scratch memory run_forward(params) needs with the current
 // settings. CPU: what it allocates (the per-thread tiles and split-KV

@@ -22,6 +22,12 @@ struct SequenceExtent {
   std::int64_t page_size = 0;
 };
 
+// Keys in sequence b's cache row before the call's append: where the
+// append starts and the rotary positions count from (params.cache_seqlens).
+FLASHATTN_HD inline std::int64_t cached_keys(const AttentionParams& p, std::int64_t b) {
+  return p.cache_seqlens != nullptr ? p.cache_seqlens[b] : p.seqlen_k - p.seqlen_new;
+}
+
 FLASHATTN_HD inline SequenceExtent sequence_extent(const AttentionParams& p, std::int64_t b) {
   SequenceExtent e;
   e.k_batch = p.kv_batch_index ? p.kv_batch_index[b] : b;
@@ -32,8 +38,8 @@ FLASHATTN_HD inline SequenceExtent sequence_extent(const AttentionParams& p, std
     e.seqlen_k = p.cu_seqlens_k[b + 1] - e.k_start;
   } else {
     e.seqlen_q = p.seqlen_q;
-    e.seqlen_k = p.seqlen_k;
     if (p.k_leftpad != nullptr) e.k_start = p.k_leftpad[b];
+    e.seqlen_k = cached_keys(p, b) + p.seqlen_new - e.k_start;  // seqlen_k without a kv cache
   }
   if (p.seqused_k != nullptr) e.seqlen_k = p.seqused_k[b];
   if (p.block_table != nullptr) {

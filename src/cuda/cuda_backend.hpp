@@ -13,6 +13,11 @@ namespace flashattn::cuda {
 // synchronise; allocates nothing. Throws Error before any launch.
 void run_forward(const AttentionParams& p, void* stream);
 
+// Checks what run_forward(p) checks (so that a call that would fail
+// launches nothing), then launches the kv-cache append (p.k_new, p.v_new,
+// p.rotary) on `stream`. Does not synchronise; allocates nothing.
+void run_kvcache_append(const AttentionParams& p, void* stream);
+
 // The workspace run_forward(p) uses for split-KV when the caller passes
 // one in p.workspace (0: the call does not split). Queries the current
 // device (its multiprocessor count feeds the split heuristic).

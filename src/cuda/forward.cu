@@ -1,6 +1,7 @@
-// The CUDA forward's launcher and its kernel table (see forward_kernel.cuh).
-// Instantiated kernels, deliberately few: 2 dtypes (f16, bf16) x 5 head-dim
-// tiles (32, 64, 128, 192, 256) = 10 forward kernels, plus 2 merge kernels
+// The CUDA forward's launcher and its kernel table (see forward_kernel.cuh),
+// and the kv-cache append's (append_kernel.cuh). Instantiated kernels,
+// deliberately few: 2 dtypes (f16, bf16) x 5 head-dim tiles (32, 64, 128,
+// 192, 256) = 10 forward kernels, plus 2 merge kernels and 2 append kernels
 // (one per dtype). Masks, softcap, alibi, dropout, varlen, paging, row
 // packing and the load paths are runtime branches that are uniform over a
 // launch, not template arguments; a head dim runs in the smallest tile that
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <string>
 
+#include "cuda/append_kernel.cuh"
 #include "cuda/check.hpp"
 #include "cuda/cuda_backend.hpp"
 #include "cuda/forward_kernel.cuh"
@@ -83,6 +85,14 @@ void check_supported(const AttentionParams& p) {
   bound(p.block_table != nullptr, p.bounds.num_pages, "num_pages");
   bound(p.block_table != nullptr, p.bounds.pages_per_seq, "pages_per_seq");
   bound(p.kv_batch_index != nullptr, p.bounds.kv_batches, "kv_batches");
+  const bool cache_rows = !p.is_varlen() && !p.block_table;  // a kv cache's contiguous rows
+  bound(cache_rows && (p.cache_seqlens || p.k_new), p.bounds.kv_seqlen, "kv_seqlen");
+  if (p.rotary.cos != nullptr && p.rotary.positions <= 0)
+    throw Error("flashattn (CUDA): params.rotary.positions is not set");
+  if (p.seqlen_new > 0x7fffffff) {
+    throw Error("flashattn (CUDA): seqlen_new " + std::to_string(p.seqlen_new) +
+                " new keys exceed the append's grid (2^31 - 1)");
+  }
 }
 
 ForwardArgs make_args(const AttentionParams& p, int multiprocessors) {
@@ -107,11 +117,27 @@ ForwardArgs make_args(const AttentionParams& p, int multiprocessors) {
   return args;
 }
 
+template <class Elem>
+void launch_append(const AttentionParams& p, cudaStream_t stream) {
+  append_kernel<Elem><<<dims(append_grid(p)), kAppendThreads, 0, stream>>>(p);
+  FLASHATTN_CUDA_CHECK(cudaGetLastError());
+}
+
 }  // namespace
 
 std::int64_t forward_workspace_bytes(const AttentionParams& p) {
   check_supported(p);
   return plan_forward(p, check_device()).workspace_bytes;
+}
+
+void run_kvcache_append(const AttentionParams& p, void* stream) {
+  check_supported(p);
+  const int multiprocessors = check_device();
+  if (p.batch == 0 || p.seqlen_new == 0) return;
+  make_args(p, multiprocessors);  // the forward's plan errors (split workspace, grid) before anything runs
+  const auto s = static_cast<cudaStream_t>(stream);
+  if (p.dtype == DType::f16) return launch_append<__half>(p, s);
+  launch_append<__nv_bfloat16>(p, s);
 }
 
 void run_forward(const AttentionParams& p, void* stream) {

@@ -24,7 +24,9 @@
 
 #include "core/dropout.hpp"
 #include "core/mask.hpp"
+#include "core/rotary.hpp"
 #include "core/split.hpp"
+#include "cuda/convert.cuh"
 #include "cuda/forward_plan.hpp"
 #include "cuda/mma.cuh"
 #include "cuda/sequence_bounds.cuh"
@@ -86,6 +88,33 @@ __device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, int valid, i
     const bool inside = r < valid && col < cols;
     bits[swizzled<kD>(r, col / 8) + col % 8] =
         inside ? reinterpret_cast<const std::uint16_t*>(row_at(r))[col] : std::uint16_t{0};
+  }
+}
+
+// Rotary of q (params.rotary.rotate_q), as flash-attn's kv-cache kernel
+// does it: the block's resident Q tile turned in place before any ldmatrix
+// reads it, row r (query row (m0 + r) / pack) by the angle of
+// core::rotary_position_of_q, in fp32 rounded to Elem: the CPU front-end's
+// rotated copy of q, bitwise. Positions past the tables (bad device
+// lengths) read their last row.
+template <int kD, class Elem>
+__device__ __forceinline__ void rotate_q_tile(Elem* tile, const AttentionParams& p, std::int64_t b, std::int64_t m0,
+                                              std::int64_t pack, int rows_valid) {
+  const AttentionParams::Rotary& rotary = p.rotary;
+  const int rotary_dim = static_cast<int>(rotary.dim), half = rotary_dim / 2;
+  const std::int64_t cached = bounded_cached_keys(p, b);
+  for (int idx = threadIdx.x; idx < rows_valid * half; idx += kThreads) {
+    const int r = idx / half, c = idx % half;
+    const std::int64_t position =
+        clamp_index(core::rotary_position_of_q(rotary, cached, (m0 + r) / pack), 0, rotary.positions - 1);
+    const core::RotaryPair pair = core::rotary_pair(c, rotary_dim, rotary.interleaved);
+    Elem& e0 = tile[swizzled<kD>(r, pair.first / 8) + pair.first % 8];
+    Elem& e1 = tile[swizzled<kD>(r, pair.second / 8) + pair.second % 8];
+    float x0 = elem_to_float(e0), x1 = elem_to_float(e1);
+    core::rotate_pair(x0, x1, elem_to_float(static_cast<const Elem*>(rotary.cos)[position * rotary.cos_stride + c]),
+                      elem_to_float(static_cast<const Elem*>(rotary.sin)[position * rotary.sin_stride + c]));
+    e0 = float_to_elem<Elem>(x0);
+    e1 = float_to_elem<Elem>(x1);
   }
 }
 
@@ -153,12 +182,18 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const int cols_k = static_cast<int>(p.head_dim), cols_v = static_cast<int>(p.head_dim_v);
   auto keys_in = [&](std::int64_t j0) { return static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)); };
   load_tile<kD, kBlockM>(sq, q_row, rows_valid, cols_k, plan.vec_q);
+  cp_async_commit();  // Q alone: the rotary waits for it while K is in flight
   if (n_first < n_end) {
     const std::int64_t j0 = n_first * kBlockN;
     load_tile<kD, kBlockN>(
         sk, [&](int r) { return k_rows(j0 + r); }, keys_in(j0), cols_k, plan.vec_k);
   }
   cp_async_commit();
+  if (p.rotary.rotate_q) {
+    cp_async_wait<1>();
+    __syncthreads();  // Q resident; the loop's first barrier orders the rotated rows before ldmatrix
+    rotate_q_tile<kD>(sq, p, b, m0, pack, rows_valid);
+  }
 
   for (std::int64_t n = n_first; n < n_end; ++n) {
     const std::int64_t j0 = n * kBlockN;

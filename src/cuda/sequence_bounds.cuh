@@ -1,8 +1,9 @@
 // Where sequence b lives, on the device: core::sequence_extent with every
 // index read from a device array clamped to params.bounds. The host cannot
 // check device index arrays (cu_seqlens, seqused_k, block_table,
-// cache_batch_idx, cache_leftpad) without synchronising, so a bad entry
-// gives unspecified values here, never an access outside the tensors.
+// cache_seqlens, cache_batch_idx, cache_leftpad) without synchronising, so
+// a bad entry gives unspecified values here, never an access outside the
+// tensors.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +17,21 @@ __device__ __forceinline__ std::int64_t clamp_index(std::int64_t x, std::int64_t
   return x < lo ? lo : (x > hi ? hi : x);
 }
 
+// Positions one sequence's kv-cache row (bounds.kv_seqlen) or pages hold;
+// paged positions are int32 (KeyRows' page arithmetic), as every key count
+// the front-ends pass.
+__device__ __forceinline__ std::int64_t cache_capacity(const AttentionParams& p) {
+  if (p.block_table) return clamp_index(p.bounds.pages_per_seq * p.page_size, 0, 0x7fffffff);
+  return p.bounds.kv_seqlen;
+}
+
+// core::cached_keys (where sequence b's append starts and its rotary
+// positions count from), clamped so that the seqlen_new appended positions
+// lie in the cache (the front-end checks seqlen_new <= capacity).
+__device__ __forceinline__ std::int64_t bounded_cached_keys(const AttentionParams& p, std::int64_t b) {
+  return clamp_index(core::cached_keys(p, b), 0, cache_capacity(p) - p.seqlen_new);
+}
+
 __device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionParams& p, std::int64_t b) {
   const AttentionParams::IndexBounds& bounds = p.bounds;
   core::SequenceExtent e = core::sequence_extent(p, b);
@@ -27,14 +43,13 @@ __device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionPa
   if (p.kv_batch_index) e.k_batch = clamp_index(e.k_batch, 0, bounds.kv_batches - 1);
   std::int64_t key_rows = p.seqlen_k;  // positions of k and v a sequence may use
   if (p.block_table) {
-    // Positions are int32 (KeyRows' page arithmetic), as every key count the front-ends pass.
-    key_rows = clamp_index(bounds.pages_per_seq * p.page_size, 0, 0x7fffffff);
+    key_rows = cache_capacity(p);
   } else if (p.is_varlen()) {
     e.k_start = clamp_index(e.k_start, 0, bounds.rows_k);
     key_rows = bounds.rows_k - e.k_start;
   } else if (bounds.kv_seqlen > 0) {
     e.k_start = clamp_index(e.k_start, 0, bounds.kv_seqlen);
-    key_rows = bounds.kv_seqlen - e.k_start;
+    key_rows = cache_capacity(p) - e.k_start;
   }
   e.seqlen_k = clamp_index(e.seqlen_k, 0, key_rows);
   return e;

@@ -1,11 +1,13 @@
 // flash_attn_with_kvcache: checks every argument, appends the new keys and
 // values in place (rotated), rotates q, then runs the forward over the cache
-// through AttentionParams' kv-cache addressing.
+// through AttentionParams' kv-cache addressing. Host tensors: every index
+// and length is read and checked here. CUDA tensors: only what the host
+// knows (shapes, dtypes, devices, scalar lengths); the kernels clamp every
+// index they read from the device (params.bounds).
 #include "flashattn/flash_attn_kvcache.hpp"
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <string>
 
@@ -31,13 +33,21 @@ T* element(const TensorView& t, std::initializer_list<std::int64_t> index) {
   return reinterpret_cast<T*>(static_cast<char*>(t.data) + offset * dtype_size(t.dtype));
 }
 
-// An int32 (batch,) index tensor, copied (the call uses what it checked).
+// An int32 (batch,) index tensor on `device`. Host tensors are copied (the
+// call uses what it checked); a device one cannot be read without
+// synchronising, so the kernels read it in place (contiguous, as upstream
+// asks) and the result is empty.
 std::vector<std::int32_t> int32_per_batch(const ArgChecker& c, const TensorView& t, const std::string& name,
-                                          std::int64_t batch) {
+                                          std::int64_t batch, const Device& device) {
   c.tensor(t, name, 1);
   c.dtype(t, name, DType::i32);
-  c.device(t, name, Device{});
+  c.device(t, name, device);
   c.shape(t, name, {batch});
+  if (device.type != DeviceType::cpu) {
+    c.require(t.stride[0] == 1 || batch == 1,
+              [&] { return name + " must be contiguous, expected stride 1, got " + str(t.stride[0]); });
+    return {};
+  }
   std::vector<std::int32_t> values(batch);
   for (std::int64_t b = 0; b < batch; ++b) values[b] = *element<std::int32_t>(t, {b});
   return values;
@@ -107,7 +117,7 @@ CacheShape check_caches(const ArgChecker& c, const TensorView& q, const TensorVi
 // a written slot as one of its cached positions (pages shared read-only, as
 // a common prefix, are fine; appending into rows of them is not).
 void check_appends_private(const ArgChecker& c, const TensorView& block_table, std::int64_t page_size,
-                           const std::vector<std::int64_t>& starts, std::int64_t seqlen_new) {
+                           const std::vector<std::int32_t>& starts, std::int64_t seqlen_new) {
   const auto page = [&](std::int64_t b, std::int64_t j) {
     return *element<std::int32_t>(block_table, {b, j / page_size});
   };
@@ -131,7 +141,7 @@ void check_appends_private(const ArgChecker& c, const TensorView& block_table, s
   for (std::int64_t b = 0; b < static_cast<std::int64_t>(starts.size()); ++b) {
     for (std::int64_t first = 0; first < starts[b]; first += page_size) {  // the pages of b's cached positions
       if (!std::binary_search(written_pages.begin(), written_pages.end(), std::int64_t{page(b, first)})) continue;
-      for (std::int64_t j = first; j < std::min(first + page_size, starts[b]); ++j) {
+      for (std::int64_t j = first; j < std::min(first + page_size, std::int64_t{starts[b]}); ++j) {
         const std::int64_t slot = page(b, j) * page_size + j % page_size;
         const auto w = std::lower_bound(written.begin(), written.end(), std::pair{slot, std::int64_t{0}});
         if (w != written.end() && w->first == slot) {
@@ -149,10 +159,13 @@ Problem check_q(const ArgChecker& c, const TensorView& q) {
   c.rows_tensor(q, "q", 4);
   c.require(q.dtype == DType::f32 || q.dtype == DType::f16 || q.dtype == DType::bf16,
             [&] { return "q has dtype " + std::string(dtype_name(q.dtype)) + ", expected f32, f16 or bf16"; });
+#ifndef FLASHATTN_WITH_CUDA  // a CUDA build takes CUDA tensors; the CUDA backend says what it cannot run
   c.require(q.device.type == DeviceType::cpu, [&] {
     return "q is on " + device_string(q.device) + ", expected cpu (" + cpu_only_reason("flash_attn_with_kvcache") + ")";
   });
+#endif
   Problem p;
+  p.device = q.device;
   p.batch = q.shape[0];
   p.seqlen_q = q.shape[1];
   p.heads = q.shape[2];
@@ -198,6 +211,9 @@ FlashAttnOptions shared_options(const ArgChecker& c, const KvCacheOptions& o, co
   fo.alibi_slopes = o.alibi_slopes;
   check_options(c, fo, p);
   c.require(o.num_splits >= 0, [&] { return "num_splits is " + str(o.num_splits) + ", expected >= 0 (0: heuristic)"; });
+  fo.stream = o.stream;
+  fo.workspace = o.workspace;
+  fo.workspace_bytes = o.workspace_bytes;
   return fo;
 }
 
@@ -228,12 +244,7 @@ void check_outputs(const ArgChecker& c, const KvCacheOutputs& outputs, const KvC
 
 KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const TensorView& v_cache,
                          const KvCacheOutputs& outputs, const KvCacheOptions& o)
-    : q_(q),
-      k_new_(o.k),
-      v_new_(o.v),
-      rotary_cos_(o.rotary_cos),
-      rotary_sin_(o.rotary_sin),
-      rotary_interleaved_(o.rotary_interleaved) {
+    : q_(q), on_host_(q.device.type == DeviceType::cpu) {
   const ArgChecker c("flash_attn_with_kvcache");
   Problem p = check_q(c, q);
   const CacheShape cache = check_caches(c, q, k_cache, v_cache, o.block_table);
@@ -243,33 +254,82 @@ KvCacheCall::KvCacheCall(const TensorView& q, const TensorView& k_cache, const T
   check_cache_rows(c, o, cache, p.batch, seqlen_new);
   const FlashAttnOptions fo = shared_options(c, o, p);
   const auto bounded = [&](std::int64_t w) { return w >= 0 && w < cache.capacity; };
-  rotate_q_per_row_ = o.causal || bounded(o.window_size.left) || bounded(o.window_size.right);  // as upstream
-  check_rotary(c, o, q, p, seqlen_new);
-  p.seqlen_k = *std::max_element(seqlens_k_.begin(), seqlens_k_.end());
+  const bool rotate_q_per_row = o.causal || bounded(o.window_size.left) || bounded(o.window_size.right);  // as upstream
+  check_rotary(c, o, q, p, seqlen_new, rotate_q_per_row);
+  p.seqlen_k = key_bound(cache, seqlen_new);
   check_outputs(c, outputs, o, p, q, k_cache, v_cache);
 
   // Params of the attention over the updated cache.
   params_ = problem_params(p, q, k_cache, v_cache, nullptr, fo);
   set_forward_outputs(params_, p, FlashAttnOutputs{outputs.out, outputs.softmax_lse, {}}, fo);
-  params_.seqused_k = seqlens_k_.data();
+  set_lengths(o, seqlen_new);
   if (cache.paged) {
     set_block_table(params_, o.block_table, cache.rows, cache.seqlen);
   } else {
     params_.bounds.kv_batches = cache.rows;
     params_.bounds.kv_seqlen = cache.seqlen;
   }
-  if (!batch_index_.empty()) params_.kv_batch_index = batch_index_.data();
-  if (!leftpad_.empty()) params_.k_leftpad = leftpad_.data();
   params_.num_splits = o.num_splits;
-  if (rotary_cos_.present()) {
-    rotated_q_.resize(p.batch * p.seqlen_q * p.heads * p.head_dim * dtype_size(q.dtype));
-    params_.q = rotated_q_.data();
-    params_.q_stride = {p.seqlen_q * p.heads * p.head_dim, p.heads * p.head_dim, p.head_dim};
+  if (o.k.present()) {
+    params_.k_new = o.k.data;
+    params_.v_new = o.v.data;
+    params_.k_new_stride = bshd_strides(o.k, false);
+    params_.v_new_stride = bshd_strides(o.v, false);
   }
+  if (o.rotary_cos.present()) set_rotary(o, p, rotate_q_per_row);
+}
+
+// Sequence lengths and cache rows: the checked host copies, or the device
+// tensors themselves (read in place by the kernels, clamped to params.bounds).
+void KvCacheCall::set_lengths(const KvCacheOptions& o, std::int64_t seqlen_new) {
+  params_.seqlen_new = seqlen_new;
+  const auto device_data = [](const TensorView& t) { return static_cast<const std::int32_t*>(t.data); };
+  if (on_host_) {
+    params_.cache_seqlens = cache_seqlens_.data();
+    if (!batch_index_.empty()) params_.kv_batch_index = batch_index_.data();
+    if (!leftpad_.empty()) params_.k_leftpad = leftpad_.data();
+    return;
+  }
+  // An int (or no) cache_seqlens leaves params_.cache_seqlens null: every row ends at seqlen_k.
+  if (!o.cache_seqlens.length() && o.cache_seqlens.present())
+    params_.cache_seqlens = device_data(o.cache_seqlens.lengths());
+  if (o.cache_batch_idx.present()) params_.kv_batch_index = device_data(o.cache_batch_idx);
+  if (o.cache_leftpad.present()) params_.k_leftpad = device_data(o.cache_leftpad);
+}
+
+// Rotary tables; q rotated into a host copy (CPU) or by the forward kernel as it loads q (CUDA).
+void KvCacheCall::set_rotary(const KvCacheOptions& o, const Problem& p, bool rotate_q_per_row) {
+  AttentionParams::Rotary& r = params_.rotary;
+  r.cos = o.rotary_cos.data;
+  r.sin = o.rotary_sin.data;
+  r.cos_stride = o.rotary_cos.stride[0];
+  r.sin_stride = o.rotary_sin.stride[0];
+  r.positions = o.rotary_cos.shape[0];
+  r.dim = 2 * o.rotary_cos.shape[1];
+  r.interleaved = o.rotary_interleaved;
+  r.q_per_row = rotate_q_per_row;
+  r.rotate_q = !on_host_;
+  if (!on_host_) return;
+  rotated_q_.resize(p.batch * p.seqlen_q * p.heads * p.head_dim * dtype_size(q_.dtype));
+  params_.q = rotated_q_.data();
+  params_.q_stride = {p.seqlen_q * p.heads * p.head_dim, p.heads * p.head_dim, p.head_dim};
+}
+
+// An upper bound of every sequence's key count: the exact largest one on the
+// host; on a device, where each row ends when the lengths are host values
+// (params_.cache_seqlens stays null) and the capacity when they are not.
+std::int64_t KvCacheCall::key_bound(const CacheShape& cache, std::int64_t seqlen_new) const {
+  if (cache_seqlens_.empty()) return cache.capacity;
+  if (!on_host_) return cache_seqlens_[0] + seqlen_new;  // one length for every row
+  std::int64_t longest = 0;
+  for (std::size_t b = 0; b < cache_seqlens_.size(); ++b)
+    longest = std::max<std::int64_t>(longest, cache_seqlens_[b] + seqlen_new - (leftpad_.empty() ? 0 : leftpad_[b]));
+  return longest;
 }
 
 // cache_seqlens (absolute end of each row's cached keys), left padding, and
-// room for the append; fills cache_seqlens_, leftpad_ and seqlens_k_.
+// room for the append; fills cache_seqlens_ and leftpad_ with what the host
+// can read (device tensors: nothing, and only seqlen_new is checked).
 void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, const CacheShape& cache,
                                 std::int64_t batch, std::int64_t seqlen_new) {
   if (o.cache_seqlens.length()) {
@@ -278,19 +338,24 @@ void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, co
       return "cache_seqlens is " + str(n) + ", expected 0 to " + str(cache.capacity) +
              " (the cache's capacity: " + cache.capacity_source + ")";
     });
-    cache_seqlens_.assign(batch, n);
+    cache_seqlens_.assign(batch, static_cast<std::int32_t>(n));  // capacity <= int32 max
   } else if (o.cache_seqlens.present()) {
-    const std::vector<std::int32_t> lengths = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", batch);
-    cache_seqlens_.assign(lengths.begin(), lengths.end());
+    cache_seqlens_ = int32_per_batch(c, o.cache_seqlens.lengths(), "cache_seqlens", batch, q_.device);
   } else {
-    cache_seqlens_.assign(batch, cache.capacity);
+    cache_seqlens_.assign(batch, static_cast<std::int32_t>(cache.capacity));
   }
   if (o.cache_leftpad.present()) {
     c.require(!cache.paged,
               [&] { return "cache_leftpad is given with block_table, expected one or the other (as flash-attn)"; });
-    leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", batch);
+    leftpad_ = int32_per_batch(c, o.cache_leftpad, "cache_leftpad", batch, q_.device);
   }
-  seqlens_k_.resize(batch);
+  if (cache_seqlens_.empty()) {  // device lengths: where each append lands is the kernels' business
+    c.require(seqlen_new <= cache.capacity, [&] {
+      return "k has seqlen_new " + str(seqlen_new) + ", more than the cache's capacity of " + str(cache.capacity) +
+             " positions (" + cache.capacity_source + ")";
+    });
+    return;
+  }
   for (std::int64_t b = 0; b < batch; ++b) {
     const std::int64_t pad = leftpad_.empty() ? 0 : leftpad_[b];
     if (cache_seqlens_[b] < 0) c.fail("cache_seqlens[" + str(b) + "] is " + str(cache_seqlens_[b]) + ", expected >= 0");
@@ -302,7 +367,6 @@ void KvCacheCall::check_lengths(const ArgChecker& c, const KvCacheOptions& o, co
       c.fail("cache_seqlens[" + str(b) + "] + seqlen_new = " + str(cache_seqlens_[b]) + " + " + str(seqlen_new) +
              " exceeds the cache's capacity of " + str(cache.capacity) + " positions (" + cache.capacity_source + ")");
     }
-    seqlens_k_[b] = static_cast<std::int32_t>(cache_seqlens_[b] + seqlen_new - pad);  // capacity <= int32 max
   }
 }
 
@@ -316,13 +380,13 @@ void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o,
       return "cache_batch_idx is given with block_table, expected one or the other "
              "(the block table already maps sequences to pages)";
     });
-    std::vector<std::int64_t> ends(batch);
-    for (std::int64_t b = 0; b < batch; ++b) ends[b] = cache_seqlens_[b] + seqlen_new;
-    check_block_table(c, o.block_table, batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new");
-    if (appending) check_appends_private(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
+    std::vector<std::int64_t> ends;  // read on the host only: a device table is clamped by the kernels
+    for (std::int64_t b = 0; on_host_ && b < batch; ++b) ends.push_back(cache_seqlens_[b] + seqlen_new);
+    check_block_table(c, o.block_table, batch, cache.rows, cache.seqlen, ends, "cache_seqlens + seqlen_new", q_.device);
+    if (appending && on_host_) check_appends_private(c, o.block_table, cache.seqlen, cache_seqlens_, seqlen_new);
   } else if (o.cache_batch_idx.present()) {
-    batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", batch);
-    for (std::int64_t b = 0; b < batch; ++b) {
+    batch_index_ = int32_per_batch(c, o.cache_batch_idx, "cache_batch_idx", batch, q_.device);
+    for (std::int64_t b = 0; on_host_ && b < batch; ++b) {
       if (batch_index_[b] < 0 || batch_index_[b] >= cache.rows) {
         c.fail("cache_batch_idx[" + str(b) + "] is " + str(batch_index_[b]) + ", expected a cache row in [0, " +
                str(cache.rows) + ")");
@@ -343,9 +407,9 @@ void KvCacheCall::check_cache_rows(const ArgChecker& c, const KvCacheOptions& o,
 }
 
 // rotary_cos / rotary_sin: only with an append, q's dtype, long enough for
-// every position the call rotates.
+// every position the call rotates (when the host knows the lengths).
 void KvCacheCall::check_rotary(const ArgChecker& c, const KvCacheOptions& o, const TensorView& q, const Problem& p,
-                               std::int64_t seqlen_new) {
+                               std::int64_t seqlen_new, bool rotate_q_per_row) const {
   if (!o.rotary_cos.present() && !o.rotary_sin.present()) return;
   c.require(o.rotary_cos.present() && o.rotary_sin.present(), [&] {
     return std::string(o.rotary_cos.present() ? "rotary_cos is given without rotary_sin"
@@ -367,9 +431,10 @@ void KvCacheCall::check_rotary(const ArgChecker& c, const KvCacheOptions& o, con
            str(p.head_dim / 2);
   });
   c.shape(o.rotary_sin, "rotary_sin", {o.rotary_cos.shape[0], half});
-  std::int64_t positions = 0;  // largest position used + 1
+  if (cache_seqlens_.empty()) return;  // device lengths: positions past the tables are clamped to their last row
+  std::int64_t positions = 0;          // largest position used + 1
   for (std::int64_t b = 0; b < p.batch; ++b)
-    positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row_ ? p.seqlen_q : 1));
+    positions = std::max(positions, cache_seqlens_[b] + std::max(seqlen_new, rotate_q_per_row ? p.seqlen_q : 1));
   c.require(o.rotary_cos.shape[0] >= positions, [&] {
     return "rotary_cos has " + str(o.rotary_cos.shape[0]) + " rows (seqlen_ro), expected at least " + str(positions) +
            ": the call rotates up to position " + str(positions - 1);
@@ -377,40 +442,27 @@ void KvCacheCall::check_rotary(const ArgChecker& c, const KvCacheOptions& o, con
 }
 
 void KvCacheCall::append() {
-  if (!k_new_.present()) return;
+  run_kvcache_append(params_);  // CPU: here and now; CUDA: a kernel on the call's stream
+  if (!rotated_q_.empty()) rotate_q_copy();
+}
+
+// The CPU's rotated copy of q (the CUDA forward rotates q as it loads it).
+void KvCacheCall::rotate_q_copy() {
   const AttentionParams& p = params_;
   const DType dtype = p.dtype;
-  const std::int64_t d = p.head_dim, half = rotary_cos_.present() ? rotary_cos_.shape[1] : 0;
-  std::vector<float> row(d), cos(half), sin(half);
-  auto rotate = [&](std::int64_t position) {
-    if (half == 0) return;
-    core::load_floats(element(rotary_cos_, {position, 0}), dtype, half, cos.data());
-    core::load_floats(element(rotary_sin_, {position, 0}), dtype, half, sin.data());
-    core::rotate_row(row.data(), 2 * half, cos.data(), sin.data(), rotary_interleaved_);
-  };
-  auto* k_cache = static_cast<char*>(const_cast<void*>(p.k));
-  auto* v_cache = static_cast<char*>(const_cast<void*>(p.v));
-  for (std::int64_t b = 0; b < p.batch; ++b) {
-    const core::SequenceExtent seq = core::sequence_extent(p, b);
-    for (std::int64_t t = 0; t < k_new_.shape[1]; ++t) {
-      const std::int64_t position = cache_seqlens_[b] + t, j = position - seq.k_start;
-      for (std::int64_t h = 0; h < p.heads_kv; ++h) {
-        core::load_floats(element(k_new_, {b, t, h, 0}), dtype, d, row.data());
-        rotate(position);
-        core::store_floats(row.data(), dtype, d, k_cache + core::key_offset(p.k_stride, seq, j, h) * dtype_size(dtype));
-        std::memcpy(v_cache + core::key_offset(p.v_stride, seq, j, h) * dtype_size(dtype),
-                    element(v_new_, {b, t, h, 0}), d * dtype_size(dtype));
-      }
-    }
-  }
-  if (rotated_q_.empty()) return;
+  const std::int64_t bytes = dtype_size(dtype), d = p.head_dim, half = p.rotary.dim / 2;
+  std::vector<float> row(d), cos(half), sin(half);  // (head_dim,), (rotary_dim / 2,)
   for (std::int64_t b = 0; b < p.batch; ++b) {
     for (std::int64_t i = 0; i < p.seqlen_q; ++i) {
+      const std::int64_t position = core::rotary_position_of_q(p.rotary, core::cached_keys(p, b), i);
+      core::load_floats(static_cast<const char*>(p.rotary.cos) + position * p.rotary.cos_stride * bytes, dtype, half,
+                        cos.data());
+      core::load_floats(static_cast<const char*>(p.rotary.sin) + position * p.rotary.sin_stride * bytes, dtype, half,
+                        sin.data());
       for (std::int64_t h = 0; h < p.heads_q; ++h) {
         core::load_floats(element(q_, {b, i, h, 0}), dtype, d, row.data());
-        rotate(cache_seqlens_[b] + (rotate_q_per_row_ ? i : 0));
-        core::store_floats(row.data(), dtype, d,
-                           rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * dtype_size(dtype));
+        core::rotate_row(row.data(), p.rotary.dim, cos.data(), sin.data(), p.rotary.interleaved);
+        core::store_floats(row.data(), dtype, d, rotated_q_.data() + core::element_offset(p.q_stride, b, i, h) * bytes);
       }
     }
   }
@@ -423,6 +475,12 @@ void flash_attn_with_kvcache(const TensorView& q, const TensorView& k_cache, con
   frontend::KvCacheCall call(q, k_cache, v_cache, outputs, options);
   call.append();
   run_forward(call.params());
+}
+
+std::int64_t flash_attn_with_kvcache_workspace_bytes(const TensorView& q, const TensorView& k_cache,
+                                                     const TensorView& v_cache, const KvCacheOutputs& outputs,
+                                                     const KvCacheOptions& options) {
+  return forward_workspace_bytes(frontend::KvCacheCall(q, k_cache, v_cache, outputs, options).params());
 }
 
 }  // namespace flashattn

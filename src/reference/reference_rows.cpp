@@ -42,8 +42,10 @@ Extent extent_of(const AttentionParams& p, std::int64_t b) {
   const std::int64_t k_batch = p.kv_batch_index ? p.kv_batch_index[b] : b;
   if (p.cu_seqlens_q == nullptr) {
     const std::int64_t leftpad = p.k_leftpad ? p.k_leftpad[b] : 0;
-    return {0, leftpad, p.seqlen_q, p.seqused_k ? p.seqused_k[b] : p.seqlen_k, b * p.seqlen_q, b * p.seqlen_k,
-            k_batch};
+    // A kv cache's row ends after its cached and appended keys; otherwise at seqlen_k.
+    const std::int64_t end = p.cache_seqlens ? p.cache_seqlens[b] + p.seqlen_new : p.seqlen_k;
+    const std::int64_t seqlen_k = p.seqused_k ? p.seqused_k[b] : end - leftpad;
+    return {0, leftpad, p.seqlen_q, seqlen_k, b * p.seqlen_q, b * p.seqlen_k, k_batch};
   }
   const std::int64_t qs = p.cu_seqlens_q[b], ks = p.cu_seqlens_k[b];
   return {qs, ks, p.cu_seqlens_q[b + 1] - qs, p.seqused_k ? p.seqused_k[b] : p.cu_seqlens_k[b + 1] - ks, qs, ks,

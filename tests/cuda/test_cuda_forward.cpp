@@ -13,39 +13,12 @@
 #include <vector>
 
 #include "cuda/check.hpp"
+#include "device_copy.hpp"
 #include "support/attention_problem.hpp"
 #include "support/oracle.hpp"
 
 namespace flashattn::testing {
 namespace {
-
-// A device copy of a HostTensor's storage, viewed like it (same shape,
-// strides and offset) on cuda:0.
-class DeviceCopy {
- public:
-  explicit DeviceCopy(const HostTensor& host) : host_(host) {
-    FLASHATTN_CUDA_CHECK(cudaMalloc(&data_, host.bytes().size()));
-    FLASHATTN_CUDA_CHECK(cudaMemcpy(data_, host.bytes().data(), host.bytes().size(), cudaMemcpyHostToDevice));
-  }
-  ~DeviceCopy() { cudaFree(data_); }
-  DeviceCopy(const DeviceCopy&) = delete;
-  DeviceCopy& operator=(const DeviceCopy&) = delete;
-
-  TensorView view() const {
-    TensorView v = host_.view();
-    v.data = data_;  // HostTensor views start at their storage
-    v.device = {DeviceType::cuda, 0};
-    return v;
-  }
-  // Copies the device storage back over the host tensor's.
-  void copy_back() const {
-    FLASHATTN_CUDA_CHECK(cudaMemcpy(host_.data<unsigned char>(), data_, host_.bytes().size(), cudaMemcpyDeviceToHost));
-  }
-
- private:
-  const HostTensor& host_;
-  void* data_ = nullptr;
-};
 
 struct Case {
   DType dtype;

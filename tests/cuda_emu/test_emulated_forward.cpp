@@ -14,9 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "cuda/forward_kernel.cuh"
-#include "cuda/merge_kernel.cuh"
-#include "emu_runtime.hpp"  // first: the CUDA qualifiers and intrinsics for g++
+#include "emulated_launch.hpp"
 #include "support/attention_problem.hpp"
 #include "support/oracle.hpp"
 
@@ -24,31 +22,6 @@ namespace flashattn::testing {
 namespace {
 
 using namespace flashattn::cuda;
-
-constexpr int kH100Multiprocessors = 132;
-
-dim3 dims(const GridDims& g) {
-  return dim3(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y), static_cast<unsigned>(g.z));
-}
-
-template <int kD, class Elem>
-void launch(const ForwardArgs& args) {
-  emu::launch(dims(forward_grid(args.plan, args.p)), kThreads, [&] { forward_kernel<kD, Elem>(args); });
-  if (args.plan.splits > 1) emu::launch(dims(merge_grid(args.p)), 32 * kMergeRows, [&] { merge_kernel<Elem>(args); });
-}
-
-// cuda::run_forward's steps (forward.cu) with emulated launches; the
-// workspace is always given, so the plan's splits run as planned.
-ForwardPlan emulated_forward(const AttentionParams& p) {
-  ForwardArgs args{p, plan_forward(p, kH100Multiprocessors)};
-  std::vector<float> workspace(static_cast<std::size_t>(args.plan.workspace_bytes / 4));
-  if (args.plan.splits > 1) bind_partials(args, workspace.data());
-  with_tile(args.plan.tile, [&]<int kD>() {
-    if (p.dtype == DType::f16) return launch<kD, __half>(args);
-    launch<kD, __nv_bfloat16>(args);
-  });
-  return args.plan;
-}
 
 // k and v of a fixed-length problem moved into shuffled pages of a pool
 // (unused slots NaN), and params that read them through a block table.

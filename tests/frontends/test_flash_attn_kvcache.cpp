@@ -22,45 +22,6 @@ namespace {
 
 constexpr float kPlusInf = std::numeric_limits<float>::infinity();
 
-struct CacheCase {
-  const char* name;
-  DType dtype = DType::f32;
-  std::int64_t seqlen_q = 1, heads = 4, heads_kv = 4, head_dim = 32;
-  std::vector<std::int32_t> cache_lens{37, 5};
-  std::int64_t seqlen_new = 0, page_size = 0;
-  bool batch_index = false;
-  std::vector<std::int32_t> leftpad;
-  Rotary rotary = Rotary::none;
-  std::int64_t rotary_dim = 0;
-  bool causal = false;
-  WindowSize window{};
-  bool alibi = false;
-  float softcap = 0.0f;
-  std::int64_t num_splits = 0;
-};
-
-void setup(KvCacheProblem& p, const CacheCase& c, std::uint64_t salt) {
-  p.dtype = c.dtype;
-  p.seqlen_q = c.seqlen_q;
-  p.heads = c.heads;
-  p.heads_kv = c.heads_kv;
-  p.head_dim = c.head_dim;
-  p.cache_lens = c.cache_lens;
-  p.seqlen_new = c.seqlen_new;
-  p.page_size = c.page_size;
-  p.batch_index = c.batch_index;
-  p.leftpad = c.leftpad;
-  p.rotary = c.rotary;
-  p.rotary_dim = c.rotary_dim;
-  p.alibi = c.alibi;
-  p.options.causal = c.causal;
-  p.options.window_size = c.window;
-  p.options.softcap = c.softcap;
-  p.options.num_splits = c.num_splits;
-  std::mt19937_64 rng = test_rng(salt);
-  p.allocate(rng);
-}
-
 // The grid: every value of the dimensions appears in some case (sq
 // 1/3/16/64, sk up to 20000, pages 1/3/16/256 and contiguous, GQA 1/4/8,
 // rotary both styles at d/2 and d, append or not, batch index, left padding,
@@ -145,6 +106,20 @@ TEST(FlashAttnKvCache, PublicCallEqualsItsSteps) {
     EXPECT_EQ(a.k_cache.bytes(), b.k_cache.bytes());
     EXPECT_EQ(a.v_cache.bytes(), b.v_cache.bytes());
   }
+}
+
+// The CPU backends take q already rotated (the front-end's copy): params
+// asking the forward to rotate q itself (the CUDA kernel's hook) are
+// refused, not silently run unrotated.
+TEST(FlashAttnKvCache, CpuBackendsRefuseInKernelQRotation) {
+  KvCacheProblem p;
+  setup(p, grid()[3], 5);  // an append with rotary
+  frontend::KvCacheCall call(p.q, p.k_cache, p.v_cache, p.outputs(), p.opts());
+  call.append();
+  AttentionParams params = call.params();
+  ASSERT_FALSE(params.rotary.rotate_q);
+  params.rotary.rotate_q = true;
+  EXPECT_THROW(run_forward(params), Error);
 }
 
 // x rotated in fp64 at `position` (the tables' values as stored).

@@ -170,7 +170,9 @@ TEST(FlashAttnKvCacheErrors, BroadcastCacheWithoutAppendIsAccepted) {
 
 // -------------------------------------------------------------------- q
 REJECT(QDtypeF64IsRejected, kBoth, {.dtype = DType::f64}, "q", {"dtype f64", "expected f32, f16 or bf16"})
-REJECT(CudaQIsRejected, kBoth, on_cuda("q"), "q", {"cuda:0", "expected cpu"})
+#ifndef FLASHATTN_WITH_CUDA  // a CUDA build takes CUDA tensors: tests/cuda/test_cuda_dispatch.cpp
+REJECT(CudaQIsRejected, kBoth, on_cuda("q"), "q", {"cuda:0", "expected cpu", "only the CPU backend"})
+#endif
 REJECT(QRankIsChecked, kBoth, one_rank_less("q"), "q", {"has rank 3", "expected 4"})
 REJECT(QHeadDimAbove256IsRejected, kBoth, {.head_dim = 264}, "q", {"head dim 264", "expected 1 to 256"})
 REJECT(QBatchZeroIsRejected, kBoth, [](Case& c) { c.q.shape[0] = 0; }, "q", {"batch size 0", "at least 1"})

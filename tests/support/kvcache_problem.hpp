@@ -1,6 +1,7 @@
 // A flash_attn_with_kvcache problem: random q, a random cache (contiguous or
 // paged through a shuffled block table), optional new k / v and rotary
-// tables, per-sequence lengths, cache_batch_idx and left padding.
+// tables, per-sequence lengths (a tensor or one int), cache_batch_idx and
+// left padding; and CacheCase, a problem's description for case lists.
 // Header-only. Not copyable (HostTensor views point into their storage).
 #pragma once
 
@@ -14,6 +15,7 @@
 
 #include "flashattn/flash_attn_kvcache.hpp"
 #include "support/host_tensor.hpp"
+#include "support/oracle.hpp"
 
 namespace flashattn::testing {
 
@@ -28,6 +30,7 @@ struct KvCacheProblem {
   std::int64_t spare_positions = 5;              // capacity beyond the longest sequence
   bool batch_index = false;                      // cache_batch_idx: a shuffled subset of more cache rows
   std::vector<std::int32_t> leftpad;             // cache_leftpad (contiguous only); empty = none
+  bool int_seqlens = false;                      // cache_seqlens as one int (cache_lens all equal)
   Rotary rotary = Rotary::none;
   std::int64_t rotary_dim = 0;                   // 0: head_dim
   bool alibi = false;
@@ -108,19 +111,30 @@ struct KvCacheProblem {
     lse.fill(std::numeric_limits<double>::quiet_NaN());
   }
 
-  KvCacheOptions opts() const {
+  // The call's arguments; `view` gives each tensor's view (the CUDA tests
+  // pass device views or host memory tagged as on a device).
+  static TensorView host_view(const HostTensor& t) { return t.view(); }
+  template <class View = decltype(&host_view)>
+  KvCacheOptions opts(View view = &host_view) const {
     KvCacheOptions o = options;
-    o.cache_seqlens = seqlens.view();
-    if (seqlen_new > 0) o.k = k_new, o.v = v_new;
-    if (rotary != Rotary::none) o.rotary_cos = cos, o.rotary_sin = sin;
+    if (int_seqlens) {
+      o.cache_seqlens = std::int64_t{cache_lens[0]};
+    } else {
+      o.cache_seqlens = view(seqlens);
+    }
+    if (seqlen_new > 0) o.k = view(k_new), o.v = view(v_new);
+    if (rotary != Rotary::none) o.rotary_cos = view(cos), o.rotary_sin = view(sin);
     o.rotary_interleaved = rotary != Rotary::neox;
-    if (page_size > 0) o.block_table = block_table;
-    if (batch_index) o.cache_batch_idx = batch_idx;
-    if (!leftpad.empty()) o.cache_leftpad = leftpad_t;
-    if (alibi) o.alibi_slopes = alibi_slopes;
+    if (page_size > 0) o.block_table = view(block_table);
+    if (batch_index) o.cache_batch_idx = view(batch_idx);
+    if (!leftpad.empty()) o.cache_leftpad = view(leftpad_t);
+    if (alibi) o.alibi_slopes = view(alibi_slopes);
     return o;
   }
-  KvCacheOutputs outputs() const { return {out, lse}; }
+  template <class View = decltype(&host_view)>
+  KvCacheOutputs outputs(View view = &host_view) const {
+    return {view(out), view(lse)};
+  }
 
   // Cache row (contiguous) or slot of key position `pos` of sequence b: the
   // flat element offset of (pos, head h, dim 0) in k_cache / v_cache.
@@ -133,5 +147,49 @@ struct KvCacheProblem {
     return ((row * capacity + pos) * heads_kv + h) * head_dim;
   }
 };
+
+// A problem's description, for case lists.
+struct CacheCase {
+  const char* name;
+  DType dtype = DType::f32;
+  std::int64_t seqlen_q = 1, heads = 4, heads_kv = 4, head_dim = 32;
+  std::vector<std::int32_t> cache_lens{37, 5};
+  std::int64_t seqlen_new = 0, page_size = 0;
+  bool batch_index = false;
+  std::vector<std::int32_t> leftpad;
+  Rotary rotary = Rotary::none;
+  std::int64_t rotary_dim = 0;
+  bool causal = false;
+  WindowSize window{};
+  bool alibi = false;
+  float softcap = 0.0f;
+  std::int64_t num_splits = 0;
+  bool int_seqlens = false;
+};
+
+// `p` allocated for case `c` with random inputs from test_rng(salt): equal
+// salts in one test give equal problems.
+inline void setup(KvCacheProblem& p, const CacheCase& c, std::uint64_t salt) {
+  p.dtype = c.dtype;
+  p.seqlen_q = c.seqlen_q;
+  p.heads = c.heads;
+  p.heads_kv = c.heads_kv;
+  p.head_dim = c.head_dim;
+  p.cache_lens = c.cache_lens;
+  p.seqlen_new = c.seqlen_new;
+  p.page_size = c.page_size;
+  p.batch_index = c.batch_index;
+  p.leftpad = c.leftpad;
+  p.int_seqlens = c.int_seqlens;
+  p.rotary = c.rotary;
+  p.rotary_dim = c.rotary_dim;
+  p.alibi = c.alibi;
+  p.options.causal = c.causal;
+  p.options.window_size = c.window;
+  p.options.softcap = c.softcap;
+  p.options.num_splits = c.num_splits;
+  std::mt19937_64 rng = test_rng(salt);
+  p.allocate(rng);
+}
 
 }  // namespace flashattn::testing

@@ -1,0 +1,66 @@
+// flash_attn_with_kvcache's CUDA path on the emulator. The front-end fills
+// the params of a call whose tensors are tagged as on cuda:0 (host memory,
+// which the emulated kernels read directly: nothing on the device side is
+// checked on the host), then the real append and forward kernels run, and
+//   - the caches equal the CPU call's bitwise (appended keys rotated on the
+//     device, the same rounding as the host's);
+//   - out and lse pass the oracle rule against the fp64 reference of the
+//     CPU call's params, whose q the host rotated: the kernel's in-place
+//     rotation of the Q tile has to match it.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "emulated_launch.hpp"
+#include "frontends/kvcache_call.hpp"
+#include "support/kvcache_cuda_cases.hpp"
+#include "support/oracle.hpp"
+
+namespace flashattn::testing {
+namespace {
+
+constexpr Device kCuda{DeviceType::cuda, 0};
+
+TensorView on_cuda(const HostTensor& t) {
+  TensorView view = t.view();
+  view.device = kCuda;
+  return view;
+}
+
+void run_case(const CacheCase& c, std::uint64_t salt) {
+  SCOPED_TRACE(c.name);
+  KvCacheProblem host, device;  // equal inputs
+  setup(host, c, salt);
+  setup(device, c, salt);
+
+  frontend::KvCacheCall host_call(host.q, host.k_cache, host.v_cache, host.outputs(), host.opts());
+  host_call.append();
+
+  const frontend::KvCacheCall device_call(on_cuda(device.q), on_cuda(device.k_cache), on_cuda(device.v_cache),
+                                          device.outputs(&on_cuda), device.opts(&on_cuda));
+  const AttentionParams& p = device_call.params();
+  ASSERT_EQ(p.device.type, DeviceType::cuda);
+  EXPECT_EQ(p.rotary.rotate_q, c.rotary != Rotary::none);
+  EXPECT_EQ(p.q, device.q.view().data) << "the CUDA path rotates q in the kernel, not in a copy";
+  emulated_append(p);
+  emulated_forward(p);
+
+  EXPECT_TRUE(device.k_cache.same_bits(host.k_cache)) << "k_cache differs from the CPU append's";
+  EXPECT_TRUE(device.v_cache.same_bits(host.v_cache)) << "v_cache differs from the CPU append's";
+  AttentionParams reference = host_call.params();
+  reference.out = device.out.view().data;  // same shapes and strides as the host call's
+  reference.lse = device.lse.data<float>();
+  const ForwardOracle oracle(reference);
+  EXPECT_TRUE(oracle.check_out());
+  EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
+}
+
+TEST(EmulatedCudaKvCache, AppendAndForwardMatchTheCpuCall) {
+  std::uint64_t salt = 0;
+  for (const CacheCase& c : cuda_kvcache_cases()) run_case(c, ++salt);
+}
+
+}  // namespace
+}  // namespace flashattn::testing
