@@ -10,13 +10,11 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
-#include <limits>
 #include <string>
 
 #include "emulated_launch.hpp"
 #include "frontends/kvcache_call.hpp"
 #include "support/kvcache_cuda_cases.hpp"
-#include "support/oracle.hpp"
 
 namespace flashattn::testing {
 namespace {
@@ -47,14 +45,7 @@ void run_case(const CacheCase& c, std::uint64_t salt) {
   emulated_append(p);
   emulated_forward(p);
 
-  EXPECT_TRUE(device.k_cache.same_bits(host.k_cache)) << "k_cache differs from the CPU append's";
-  EXPECT_TRUE(device.v_cache.same_bits(host.v_cache)) << "v_cache differs from the CPU append's";
-  AttentionParams reference = host_call.params();
-  reference.out = device.out.view().data;  // same shapes and strides as the host call's
-  reference.lse = device.lse.data<float>();
-  const ForwardOracle oracle(reference);
-  EXPECT_TRUE(oracle.check_out());
-  EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
+  expect_matches_cpu_call(device, host, host_call);
 }
 
 TEST(EmulatedCudaKvCache, AppendAndForwardMatchTheCpuCall) {

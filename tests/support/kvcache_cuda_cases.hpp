@@ -7,9 +7,14 @@
 // new k / v, split-KV, element loads. Small enough to emulate.
 #pragma once
 
+#include <gtest/gtest.h>
+
+#include <limits>
 #include <vector>
 
+#include "frontends/kvcache_call.hpp"
 #include "support/kvcache_problem.hpp"
+#include "support/oracle.hpp"
 
 namespace flashattn::testing {
 
@@ -155,6 +160,21 @@ inline std::vector<CacheCase> cuda_kvcache_cases() {
        .cache_lens = {0, 4},
        .causal = true},
   };
+}
+
+// The CUDA call's results (device: copied back to the host) against the
+// CPU call's: caches bitwise, out and lse by the oracle rule against the
+// fp64 reference of the CPU call's params (whose q the host rotated).
+inline void expect_matches_cpu_call(const KvCacheProblem& device, const KvCacheProblem& host,
+                                    const frontend::KvCacheCall& host_call) {
+  EXPECT_TRUE(device.k_cache.same_bits(host.k_cache)) << "k_cache differs from the CPU append's";
+  EXPECT_TRUE(device.v_cache.same_bits(host.v_cache)) << "v_cache differs from the CPU append's";
+  AttentionParams reference = host_call.params();
+  reference.out = device.out.view().data;  // same shapes and strides as the host call's
+  reference.lse = device.lse.data<float>();
+  const ForwardOracle oracle(reference);
+  EXPECT_TRUE(oracle.check_out());
+  EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
 }
 
 }  // namespace flashattn::testing
