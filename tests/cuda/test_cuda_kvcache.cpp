@@ -36,11 +36,8 @@ class DeviceTensors {
 
 void run_case(const CacheCase& c, std::uint64_t salt) {
   SCOPED_TRACE(c.name);
-  KvCacheProblem host, device;  // equal inputs
-  setup(host, c, salt);
-  setup(device, c, salt);
-  frontend::KvCacheCall host_call(host.q, host.k_cache, host.v_cache, host.outputs(), host.opts());
-  host_call.append();
+  CudaAgainstCpu run(c, salt);
+  KvCacheProblem& device = run.device;
 
   DeviceTensors on_gpu;
   auto view = [&](const HostTensor& t) { return on_gpu(t); };
@@ -60,7 +57,7 @@ void run_case(const CacheCase& c, std::uint64_t salt) {
   FLASHATTN_CUDA_CHECK(cudaStreamDestroy(stream));
   for (const HostTensor* t : {&device.k_cache, &device.v_cache, &device.out, &device.lse}) on_gpu.copy_back(*t);
 
-  expect_matches_cpu_call(device, host, host_call);
+  run.expect_matches_cpu_call();
 }
 
 TEST(CudaKvCache, TheCaseListMatchesTheCpuCall) {

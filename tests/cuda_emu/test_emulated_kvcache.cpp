@@ -29,12 +29,8 @@ TensorView on_cuda(const HostTensor& t) {
 
 void run_case(const CacheCase& c, std::uint64_t salt) {
   SCOPED_TRACE(c.name);
-  KvCacheProblem host, device;  // equal inputs
-  setup(host, c, salt);
-  setup(device, c, salt);
-
-  frontend::KvCacheCall host_call(host.q, host.k_cache, host.v_cache, host.outputs(), host.opts());
-  host_call.append();
+  CudaAgainstCpu run(c, salt);
+  KvCacheProblem& device = run.device;
 
   const frontend::KvCacheCall device_call(on_cuda(device.q), on_cuda(device.k_cache), on_cuda(device.v_cache),
                                           device.outputs(&on_cuda), device.opts(&on_cuda));
@@ -45,7 +41,7 @@ void run_case(const CacheCase& c, std::uint64_t salt) {
   emulated_append(p);
   emulated_forward(p);
 
-  expect_matches_cpu_call(device, host, host_call);
+  run.expect_matches_cpu_call();
 }
 
 TEST(EmulatedCudaKvCache, AppendAndForwardMatchTheCpuCall) {

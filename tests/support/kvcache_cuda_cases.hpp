@@ -9,7 +9,9 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <limits>
+#include <memory>
 #include <vector>
 
 #include "frontends/kvcache_call.hpp"
@@ -162,19 +164,35 @@ inline std::vector<CacheCase> cuda_kvcache_cases() {
   };
 }
 
-// The CUDA call's results (device: copied back to the host) against the
-// CPU call's: caches bitwise, out and lse by the oracle rule against the
-// fp64 reference of the CPU call's params (whose q the host rotated).
-inline void expect_matches_cpu_call(const KvCacheProblem& device, const KvCacheProblem& host,
-                                    const frontend::KvCacheCall& host_call) {
-  EXPECT_TRUE(device.k_cache.same_bits(host.k_cache)) << "k_cache differs from the CPU append's";
-  EXPECT_TRUE(device.v_cache.same_bits(host.v_cache)) << "v_cache differs from the CPU append's";
-  AttentionParams reference = host_call.params();
-  reference.out = device.out.view().data;  // same shapes and strides as the host call's
-  reference.lse = device.lse.data<float>();
-  const ForwardOracle oracle(reference);
-  EXPECT_TRUE(oracle.check_out());
-  EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
-}
+// One case on both paths: equal inputs in `host` and `device`, the CPU
+// call on `host` done (appended and its params ready for the reference);
+// the test runs the CUDA call on `device`, copies its results back into
+// `device`, then expect_matches_cpu_call().
+struct CudaAgainstCpu {
+  KvCacheProblem host, device;
+  std::unique_ptr<frontend::KvCacheCall> host_call;
+
+  CudaAgainstCpu(const CacheCase& c, std::uint64_t salt) {
+    setup(host, c, salt);
+    setup(device, c, salt);
+    host_call =
+        std::make_unique<frontend::KvCacheCall>(host.q, host.k_cache, host.v_cache, host.outputs(), host.opts());
+    host_call->append();
+  }
+
+  // The CUDA call's results against the CPU call's: caches bitwise, out and
+  // lse by the oracle rule against the fp64 reference of the CPU call's
+  // params (whose q the host rotated).
+  void expect_matches_cpu_call() const {
+    EXPECT_TRUE(device.k_cache.same_bits(host.k_cache)) << "k_cache differs from the CPU append's";
+    EXPECT_TRUE(device.v_cache.same_bits(host.v_cache)) << "v_cache differs from the CPU append's";
+    AttentionParams reference = host_call->params();
+    reference.out = device.out.view().data;  // same shapes and strides as the host call's
+    reference.lse = device.lse.data<float>();
+    const ForwardOracle oracle(reference);
+    EXPECT_TRUE(oracle.check_out());
+    EXPECT_TRUE(oracle.check_lse(std::numeric_limits<float>::infinity()));
+  }
+};
 
 }  // namespace flashattn::testing
