@@ -94,6 +94,21 @@ inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
   return true;
 }
 
+// Decode layout: lanes per packed group (the item's lanes rounded up to a
+// power of two, as with_lanes picks its kernels), kW / L keys per vector.
+inline int decode_lanes(const WorkItem& w) {
+  return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes())));
+}
+
+// Decode layout: the row of Q and O of lane k of a kv head's block. Rows
+// are L (decode_lanes) per kv head, not kW: the item's Q, O and the tile's
+// P V then take a quarter of the L1 lines at GQA 4 (and no cache sets
+// that every head's rows share, as a 4 KiB head stride of Q did), next to
+// the cache rows streaming through L1.
+inline std::int64_t decode_row(const WorkItem& w, const LaneBlock& block, std::int64_t k) {
+  return block.first_lane / kW * decode_lanes(w) + k;
+}
+
 // Lane bookkeeping, Q^T packed by lane block (decode: Q by rows), and O, m, l cleared.
 template <class Math>
 inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock* blocks, std::int64_t block_count,
@@ -115,7 +130,8 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
         std::memset(ws.row, 0, d.d_pad * sizeof(typename Math::Elem));
       }
       if (d.decode) {
-        std::memcpy(qt + k * d.d_pad, ws.row, d.d_pad * sizeof(*ws.row));
+        if (k < decode_lanes(w))
+          std::memcpy(ws.qt + decode_row(w, block, k) * d.d_pad, ws.row, d.d_pad * sizeof(*ws.row));
         continue;
       }
       for (std::int64_t s = 0; s < d.depth_steps; ++s)
@@ -145,12 +161,6 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
   std::memset(ws.kp + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(typename Math::Elem));
   auto value_row = [&](std::int64_t j) { return element_at(p.v, p.dtype, ws.v_at[j]); };
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
-}
-
-// Decode layout: lanes per packed group (the item's lanes rounded up to a
-// power of two, as with_lanes picks its kernels), kW / L keys per vector.
-inline int decode_lanes(const WorkItem& w) {
-  return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes())));
 }
 
 // Vectors of a decode tile of n keys (packed, `lanes` per key).
@@ -470,7 +480,7 @@ inline void attend_decode_tile(const WorkItem& w, const ForwardDims& d, const La
                                              w.seq.seqlen_q, w.seq.seqlen_k);
   const DecodeTile tile = decode_tile(w, d, n, ws);
   with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
-    DecodeKernel<Math>::template scores<T, Lanes>(tile, ws.qt, d.d_pad, kW * d.d_pad, p.head_dim, p.softmax_scale,
+    DecodeKernel<Math>::template scores<T, Lanes>(tile, ws.qt, d.d_pad, lanes * d.d_pad, p.head_dim, p.softmax_scale,
                                                   ws.st, st_head);
   });
   for (std::int64_t b = 0; b < block_count; ++b) {
@@ -480,7 +490,7 @@ inline void attend_decode_tile(const WorkItem& w, const ForwardDims& d, const La
   }
   with_decode_variant<Math>(p.dtype, w.lanes(), [&]<DType T, int Lanes>() {
     DecodeKernel<Math>::template values<T, Lanes>(tile, ws.st, st_head, ws.alpha, p.head_dim_v, ws.ot, d.dv_pad,
-                                                  kW * d.dv_pad, ws.tile_o);
+                                                  lanes * d.dv_pad, ws.tile_o);
   });
 }
 
@@ -495,14 +505,15 @@ inline void finish_item(const WorkItem& w, const ForwardDims& d, const LaneBlock
   for (std::int64_t n = 0; n < block_count; ++n) {
     const LaneBlock& block = blocks[n];
     const std::int64_t width = block.cols * kW;
-    const float* ot = ws.ot + block.first_lane * d.dv_pad;
-    const std::int64_t lane_step = d.decode ? d.dv_pad : 1, dim_step = d.decode ? 1 : width;  // O or O^T
     for (std::int64_t k = 0; k < width; ++k) {
       const std::int64_t lane = block.first_lane + k, i = ws.lane_row[lane], h = ws.lane_head[lane];
       if (i < 0) continue;
       const bool empty = ws.row_sum[lane] == 0.0f;
       const double inv = empty ? 0.0 : keep_scale / ws.row_sum[lane];
-      for (std::int64_t c = 0; c < p.head_dim_v; ++c) o[c] = static_cast<float>(ot[k * lane_step + c * dim_step] * inv);
+      // O's row (decode) or O^T's column of the lane
+      const float* ot = d.decode ? ws.ot + decode_row(w, block, k) * d.dv_pad : ws.ot + block.first_lane * d.dv_pad + k;
+      const std::int64_t dim_step = d.decode ? 1 : width;
+      for (std::int64_t c = 0; c < p.head_dim_v; ++c) o[c] = static_cast<float>(ot[c * dim_step] * inv);
       if (w.partials) {
         const std::int64_t at = (w.split * w.partials->rows + global_row(p, w, i)) * p.heads_q + h;
         std::memcpy(w.partials->out + at * p.head_dim_v, o, p.head_dim_v * sizeof(float));
