@@ -30,7 +30,9 @@
 // (2 KiB, 32 lines) at a time, probably more than the core's miss buffers
 // hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
 // request order, 256-byte slices at a 2 KiB stride, is not followed by the
-// hardware prefetchers either.
+// hardware prefetchers either. Denser bursts also lose: a leaner stream
+// without the per-row bookkeeping below, issuing a step's lines four per
+// loop step, read a sixth slower from DRAM (BENCHMARKS.md, session 13).
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
