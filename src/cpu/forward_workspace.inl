@@ -65,12 +65,12 @@ class Workspace {
     return static_cast<std::int64_t>(probe.carve(d, 0));
   }
 
-  Elem* qt;                  // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q by rows, L per kv head (decode_row)
+  Elem* qt;                  // (lanes_pad, d_pad) Q^T by lane block: (depth_steps, block lanes, kPack); decode: Q
   Elem* kp;                  // (k_cols, d_pad)    K, row by row
   Elem* vp;                  // (k_cols, dv_pad)   V: (k_cols / kPack, dv_pad, kPack)
   float* st;                 // (k_cols, kMaxBlockLanes) S^T, then P^T, of one lane block; decode: every block's, packed
   Elem* pt;                  // (k_cols, kMaxBlockLanes) P^T in the math type (bf16 path)
-  float* ot;                 // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O by rows, as Q
+  float* ot;                 // (lanes_pad, dv_pad) O^T by lane block: (dv_pad, block lanes); decode: O (decode_row)
   std::int64_t* k_at;        // (2, k_cols) decode: element offsets of the tile's and the next tile's keys in k
   std::int64_t* v_at;        // (k_cols) and of the tile's keys in v
   std::int64_t next_n = 0;   // keys of the next tile (decode prefetch)
