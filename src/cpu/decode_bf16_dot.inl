@@ -34,12 +34,13 @@ struct DecodePartials<Bf16DotMath> {
     if (c < head_dim) step(c, load16);
   }
 
-  static __m512i load32(const std::uint16_t* p) { return _mm512_loadu_si512(p); }};
+  static __m512i load32(const std::uint16_t* p) { return _mm512_loadu_si512(p); }
+};
 
 template <>
 struct DecodeValues<Bf16DotMath> {
   // As DecodeValues<F32Math>::keys: keys 2i and 2i + 1 as one pair (an odd
-  // last key pairs with zeros), blocks of up to 8 x 16 columns.
+  // last key pairs with zeros), blocks of up to kUnits x 16 columns.
   template <DType, int Lanes, int Keys>
   static void keys(const char* v, const std::int64_t* at, const float* p, float* o, std::int64_t o_row,
                    std::int64_t head_dim_v) {
@@ -47,13 +48,19 @@ struct DecodeValues<Bf16DotMath> {
     alignas(64) std::uint32_t pairs[kPairs][16];  // (bf16 p[2i][lane], bf16 p[2i + 1][lane])
     for (int i = 0; i < kPairs; ++i) pair_probabilities<Lanes>(p + 2 * i * Lanes, 2 * i + 1 < Keys, pairs[i]);
     const auto* rows = reinterpret_cast<const std::uint16_t*>(v);
-    for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += 8 * 16) {
-      const int units = static_cast<int>(std::min<std::int64_t>(8, (head_dim_v - c0) / 16));
-      with_cols<8>(units, [&]<int Units>() { block<Lanes, Keys, Units>(rows, at, pairs, o + c0, o_row, c0); });
+    for (std::int64_t c0 = 0; c0 < head_dim_v; c0 += kUnits * 16) {
+      const int units = static_cast<int>(std::min<std::int64_t>(kUnits, (head_dim_v - c0) / 16));
+      with_cols<kUnits>(units, [&]<int Units>() { block<Lanes, Keys, Units>(rows, at, pairs, o + c0, o_row, c0); });
     }
   }
 
  private:
+  // 16-column units per block: kPairs x Units paired V vectors, Units sums,
+  // the two pairing indices and a broadcast P fit AVX-512's 32 registers.
+  // At 8 units (4 keys: 16 + 8 + 3) GCC 12 spilled three of them to the
+  // stack; 4 units took 4% fewer warm cycles per key and kv head (53.6 ->
+  // 51.0 at L2, 71.7 -> 68.5 at L3, BENCHMARKS.md session 14).
+  static constexpr int kUnits = 4;
   // Columns [c0, c0 + 16 Units) of every lane.
   template <int Lanes, int Keys, int Units>
   static void block(const std::uint16_t* rows, const std::int64_t* at, const std::uint32_t (*pairs)[16], float* o,
