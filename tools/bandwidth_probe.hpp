@@ -52,6 +52,7 @@ class CacheFlusher {
  public:
   CacheFlusher(Isa isa, int threads);
   void flush() const;
+  std::size_t bytes() const { return buffer_.size(); }  // read by every flush
 
  private:
   Isa isa_;

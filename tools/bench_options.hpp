@@ -40,6 +40,12 @@ struct BenchOptions {
   // decode: keep the caches warm between timed calls (no L3 flush): the
   // rate of a cache that fits in L3, against the DRAM-bound default.
   bool warm_cache = false;
+  // decode: time every flush too (a streaming read of the flush buffer with
+  // the same threads, just before the call) and report the calls' rates
+  // against these adjacent ceilings (stderr): on a shared machine whose
+  // bandwidth changes from second to second, the one-off probe and the
+  // median call can land in different states.
+  bool paired_ceiling = false;
   std::vector<std::string_view> flags_given;
   // Library settings; unset: leave the library's (environment) choice.
   std::optional<int> threads;

@@ -64,6 +64,9 @@ flashattn bench flags (defaults in brackets):
                      [every length SK]
   --num-splits N     decode: key chunks per sequence, merged (0 = heuristic) [0]
   --warm-cache       decode: no cache flush between calls (a cache that fits in L3)
+  --paired-ceiling   decode: also time each call's flush (a streaming read of
+                     2 x L3 just before it) and print, on stderr, the calls'
+                     rates as fractions of these adjacent ceilings
 
 Each row: median ms, GFLOP/s over kept (i, j) pairs (bwd: 2.5x the
 forward's FLOPs), the arithmetic peak of the kernel's path (fma, or bf16_dot
