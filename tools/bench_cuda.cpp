@@ -71,8 +71,7 @@ double median_event_ms(std::int64_t repeat, cudaStream_t stream, Fn&& fn) {
   }
   cudaEventDestroy(start);
   cudaEventDestroy(stop);
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+  return median(std::move(ms));
 }
 
 // Device-to-device copy bandwidth (bytes read + bytes written per second) of a 1 GiB copy.

@@ -166,21 +166,16 @@ BenchRow describe(const BenchOptions& o) {
   return row;
 }
 
-double median(std::vector<double> x) {
-  std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
-  return x[x.size() / 2];
-}
-
-// --paired-ceiling: call i read kv_bytes in call_s[i] seconds, its flush
-// flush_bytes in flush_s[i]. The ratios of the calls whose flush ran within
+// --paired-ceiling: call i read kv_bytes in call_ms[i], its flush
+// flush_bytes in flush_ms[i]. The ratios of the calls whose flush ran within
 // 10% of the run's fastest flush are the fractions of a quiet machine's
 // bandwidth, however the rest of the run went.
-void report_paired_ceiling(const std::vector<double>& flush_s, const std::vector<double>& call_s, double flush_bytes,
-                           double kv_bytes) {
+void report_paired_ceiling(const std::vector<double>& flush_ms, const std::vector<double>& call_ms,
+                           double flush_bytes, double kv_bytes) {
   std::vector<double> flush_gbps, call_gbps, ratio, fast_ratio;
-  for (std::size_t i = 0; i < call_s.size(); ++i) {
-    flush_gbps.push_back(flush_bytes / flush_s[i] / 1e9);
-    call_gbps.push_back(kv_bytes / call_s[i] / 1e9);
+  for (std::size_t i = 0; i < call_ms.size(); ++i) {
+    flush_gbps.push_back(flush_bytes / flush_ms[i] / 1e6);
+    call_gbps.push_back(kv_bytes / call_ms[i] / 1e6);
     ratio.push_back(call_gbps[i] / flush_gbps[i]);
   }
   const double best_flush = *std::max_element(flush_gbps.begin(), flush_gbps.end());
@@ -189,7 +184,7 @@ void report_paired_ceiling(const std::vector<double>& flush_s, const std::vector
   std::fprintf(stderr,
                "paired ceiling: %zu calls, flush median %.1f GB/s (best %.1f), call median %.1f GB/s, call/flush "
                "median %.3f; the %zu calls with a flush >= 0.9 x best: call/flush median %.3f\n",
-               call_s.size(), median(flush_gbps), best_flush, median(call_gbps), median(ratio), fast_ratio.size(),
+               call_ms.size(), median(flush_gbps), best_flush, median(call_gbps), median(ratio), fast_ratio.size(),
                median(fast_ratio));
 }
 
@@ -209,22 +204,16 @@ int run_decode_bench(const BenchOptions& o) {
   const CacheFlusher flusher(active_isa(), row.threads);
   poison(p.out);
   std::fill(p.lse.begin(), p.lse.end(), std::numeric_limits<float>::quiet_NaN());
-  std::vector<double> flush_s, call_s;  // --paired-ceiling: per call, the warm-up's first
-  const auto seconds_since = [](auto start) {
-    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  };
+  std::vector<double> flush_ms, call_ms;  // --paired-ceiling: per call (flush_ms: the warm-up's first)
   row.ms = median_ms(
-      o.repeat,
+      o.repeat, [&] { flash_attn_with_kvcache(p.q_view, p.k_view, p.v_view, outputs, options); },
       [&] {
+        if (o.warm_cache) return;
         const auto start = std::chrono::steady_clock::now();
-        flash_attn_with_kvcache(p.q_view, p.k_view, p.v_view, outputs, options);
-        if (o.paired_ceiling) call_s.push_back(seconds_since(start));
+        flusher.flush();
+        flush_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
       },
-      [&] {
-        const auto start = std::chrono::steady_clock::now();
-        if (!o.warm_cache) flusher.flush();
-        if (o.paired_ceiling) flush_s.push_back(seconds_since(start));
-      });
+      &call_ms);
 
   const AttentionParams& params = call.params();
   row.bytes = kv_bytes(o, p);
@@ -242,10 +231,10 @@ int run_decode_bench(const BenchOptions& o) {
   } else {
     print_table(std::cout, std::span<const BenchRow>(&row, 1));
   }
-  if (o.paired_ceiling) {  // the warm-up call and its flush are not timed calls
+  if (o.paired_ceiling) {
     std::cout.flush();
-    flush_s.erase(flush_s.begin()), call_s.erase(call_s.begin());
-    report_paired_ceiling(flush_s, call_s, static_cast<double>(flusher.bytes()), static_cast<double>(row.bytes));
+    flush_ms.erase(flush_ms.begin());  // the warm-up call's flush
+    report_paired_ceiling(flush_ms, call_ms, static_cast<double>(flusher.bytes()), static_cast<double>(row.bytes));
   }
   return row.oracle_ok() ? 0 : 1;
 }

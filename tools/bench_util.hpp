@@ -39,11 +39,18 @@ double forward_flops(const AttentionParams& params);
 
 double peak_rss_mb();
 
-// Median milliseconds of `repeat` calls of fn after one warm-up call (the
-// upper median for an even count). `before` runs ahead of every call,
-// untimed (a cache flush).
+// The median of x (the upper median for an even count); x not empty.
+template <typename T>
+T median(std::vector<T> x) {
+  std::nth_element(x.begin(), x.begin() + x.size() / 2, x.end());
+  return x[x.size() / 2];
+}
+
+// Median milliseconds of `repeat` calls of fn after one warm-up call.
+// `before` runs ahead of every call (the warm-up's too), untimed (a cache
+// flush). each_ms, when given, receives every timed call's milliseconds.
 template <typename Fn, typename Before>
-double median_ms(std::int64_t repeat, Fn&& fn, Before&& before) {
+double median_ms(std::int64_t repeat, Fn&& fn, Before&& before, std::vector<double>* each_ms = nullptr) {
   before();
   fn();
   std::vector<double> ms;
@@ -53,8 +60,8 @@ double median_ms(std::int64_t repeat, Fn&& fn, Before&& before) {
     fn();
     ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
   }
-  std::nth_element(ms.begin(), ms.begin() + ms.size() / 2, ms.end());
-  return ms[ms.size() / 2];
+  if (each_ms) *each_ms = ms;
+  return median(std::move(ms));
 }
 
 template <typename Fn>
