@@ -31,8 +31,9 @@
 // hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
 // request order, 256-byte slices at a 2 KiB stride, is not followed by the
 // hardware prefetchers either. Denser bursts also lose: a leaner stream
-// without the per-row bookkeeping below, issuing a step's lines four per
-// loop step, read a sixth slower from DRAM (BENCHMARKS.md, session 13).
+// that dropped the per-row spreading below and issued a whole step's
+// lines together read a sixth slower from DRAM (BENCHMARKS.md, session
+// 13). Within a row the lines go out back to back (prefetch_row).
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
