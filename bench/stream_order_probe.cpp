@@ -54,7 +54,8 @@ __attribute__((target("avx512f"))) float stream(const char* buf, std::size_t byt
   return total;
 }
 
-// Reads `bytes` of another buffer so that the next stream starts from DRAM.
+// Reads all of another buffer (at least 256 MiB, past the L3) so that the next
+// stream starts from DRAM.
 float flush(const std::vector<float>& other) {
   float total = 0;
   for (std::size_t i = 0; i < other.size(); i += 16) total += other[i];
