@@ -69,10 +69,18 @@ int main(int argc, char** argv) {
     std::puts("stream_order_probe: needs AVX-512F; nothing measured");
     return 0;
   }
-  const std::size_t mib = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 1024;
+  const long mib = argc > 1 ? std::atol(argv[1]) : 1024;
   const int repeats = argc > 2 ? std::atoi(argv[2]) : 3;
-  const std::size_t bytes = mib << 20;
+  if (mib < 1 || repeats < 1) {
+    std::fprintf(stderr, "usage: stream_order_probe [MiB >= 1, default 1024] [repeats >= 1, default 3]\n");
+    return 2;
+  }
+  const std::size_t bytes = static_cast<std::size_t>(mib) << 20;
   auto* buf = static_cast<float*>(std::aligned_alloc(4096, bytes));
+  if (buf == nullptr) {
+    std::fprintf(stderr, "stream_order_probe: cannot allocate %ld MiB\n", mib);
+    return 2;
+  }
   for (std::size_t i = 0; i < bytes / sizeof(float); ++i) buf[i] = 1e-3f;  // no subnormals
   const std::vector<float> other(std::max<std::size_t>(bytes, 256u << 20) / sizeof(float), 1.0f);
   std::printf("%-10s %7s %9s %8s\n", "order", "rounds", "ahead", "GB/s");
