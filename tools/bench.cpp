@@ -212,18 +212,18 @@ void apply_settings(const BenchOptions& o) {
 
 // Tensors of one problem, reused by every configuration.
 struct Problem {
-  std::vector<std::byte> q, k, v, out;  // q, out (b, sq, h, d); k, v (b, sk, hk, d)
+  Bytes q, k, v, out;  // q, out (b, sq, h, d); k, v (b, sk, hk, d)
   std::vector<float> lse;               // (b, h, sq)
   std::vector<float> slopes;            // (h,) alibi slopes
   // bwd only (empty for fwd), contiguous like their forward counterparts:
-  std::vector<std::byte> dout, dq;  // (b, sq, h, d)
-  std::vector<std::byte> dk, dv;    // (b, sk, hk, d)
+  Bytes dout, dq;  // (b, sq, h, d)
+  Bytes dk, dv;    // (b, sk, hk, d)
   TensorView q_view, k_view, v_view, out_view, lse_view, slopes_view;
 
   // Bytes of the tensors the caller of the library owns.
   std::int64_t tensor_bytes() const {
     std::size_t bytes = lse.size() * sizeof(float);
-    for (const std::vector<std::byte>* t : {&q, &k, &v, &out, &dout, &dq, &dk, &dv}) bytes += t->size();
+    for (const Bytes* t : {&q, &k, &v, &out, &dout, &dq, &dk, &dv}) bytes += t->size();
     return static_cast<std::int64_t>(bytes);
   }
 };
@@ -338,7 +338,7 @@ AttentionParams with_gradients(const BenchOptions& o, Problem& p, AttentionParam
 double time_backward(const BenchOptions& o, Problem& p, const AttentionParams& params, const FlashAttnOptions& options,
                      BenchRow& row) {
   flash_attn(p.q_view, p.k_view, p.v_view, {.out = p.out_view, .softmax_lse = p.lse_view}, options);
-  for (std::vector<std::byte>* grad : {&p.dq, &p.dk, &p.dv}) poison(*grad);
+  for (Bytes* grad : {&p.dq, &p.dk, &p.dv}) poison(*grad);
   row.ms = median_ms(o.repeat, [&] { run_backward(params); });
   row.workspace_bytes = backward_workspace_bytes(params);
   row.grad_verdict =
@@ -401,7 +401,7 @@ Problem prepare_problem(const BenchOptions& o, std::vector<FlashAttnOptions>& co
                                 {.out = problem.out_view, .softmax_lse = problem.lse_view}, options);
   }
   std::mt19937_64 rng(kInputSeed);
-  for (std::vector<std::byte>* input : {&problem.q, &problem.k, &problem.v, &problem.dout}) {
+  for (Bytes* input : {&problem.q, &problem.k, &problem.v, &problem.dout}) {
     randomize(*input, o.dtype, rng);  // dout is empty for fwd
   }
   return problem;

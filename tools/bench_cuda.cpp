@@ -44,7 +44,7 @@ class Mirrored {
   void download() { FLASHATTN_CUDA_CHECK(cudaMemcpy(host.data(), device_, host.size(), cudaMemcpyDeviceToHost)); }
   void* device() const { return device_; }
 
-  std::vector<std::byte> host;
+  Bytes host;
 
  private:
   void* device_ = nullptr;

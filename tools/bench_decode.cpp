@@ -49,8 +49,8 @@ struct DecodeProblem {
   std::int64_t max_pages = 0;             // pages per block-table row
   std::int64_t cache_rows = 0;            // batch (contiguous) or pages in the pool (paged)
   std::int64_t cache_seqlen = 0;          // seqlen_k (contiguous) or page_size (paged)
-  std::vector<std::byte> q, out;          // (batch, seqlen_q, heads, head_dim)
-  std::vector<std::byte> k_cache, v_cache;  // (cache_rows, cache_seqlen, heads_kv, head_dim)
+  Bytes q, out;          // (batch, seqlen_q, heads, head_dim)
+  Bytes k_cache, v_cache;  // (cache_rows, cache_seqlen, heads_kv, head_dim)
   std::vector<float> lse;                 // (batch, heads, seqlen_q)
   TensorView q_view, out_view, lse_view, k_view, v_view, lengths_view, table_view;
 
@@ -197,7 +197,7 @@ int run_decode_bench(const BenchOptions& o) {
   // Validates everything before the slow work; its params are exactly what the call runs.
   const frontend::KvCacheCall call(p.q_view, p.k_view, p.v_view, outputs, options);
   std::mt19937_64 rng(kInputSeed);
-  for (std::vector<std::byte>* input : {&p.q, &p.k_cache, &p.v_cache}) randomize(*input, o.dtype, rng);
+  for (Bytes* input : {&p.q, &p.k_cache, &p.v_cache}) randomize(*input, o.dtype, rng);
 
   BenchRow row = describe(o);
   const BandwidthMeasurement bandwidth = read_bandwidth(active_isa(), row.threads);

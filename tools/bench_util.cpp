@@ -29,7 +29,7 @@ void check_fits_in_memory(double bytes) {
   }
 }
 
-void resize_on_huge_pages(std::vector<std::byte>& bytes, std::size_t size) {
+void resize_on_huge_pages(Bytes& bytes, std::size_t size) {
   constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
   bytes.reserve(size);  // allocated, not yet written: no page is backed
   const auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
@@ -39,7 +39,7 @@ void resize_on_huge_pages(std::vector<std::byte>& bytes, std::size_t size) {
   bytes.resize(size);
 }
 
-void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng) {
+void randomize(Bytes& bytes, DType dtype, std::mt19937_64& rng) {
   std::normal_distribution<float> normal;
   const int size = dtype_size(dtype);
   for (std::size_t at = 0; at < bytes.size(); at += size) {

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>
+#include <new>
 #include <random>
 #include <vector>
 
@@ -14,6 +15,30 @@
 #include "flashattn/params.hpp"
 
 namespace flashattn::tools {
+
+// Storage aligned to 2 MiB, as a serving engine aligns its tensors
+// (PyTorch's CPU allocator: 64 bytes; 2 MiB for large blocks when its
+// huge-page allocation is enabled). glibc serves a plain vector of this
+// size from mmap, 16 bytes into a page: every 64-byte load of a K or V row
+// then straddles two cache lines, which cost the decode kernels 13% of
+// their warm cycles (BENCHMARKS.md, session 17).
+template <class T>
+struct HugePageAligned {
+  using value_type = T;
+  static constexpr std::align_val_t kAlignment{std::size_t{2} << 20};
+  HugePageAligned() = default;
+  template <class U>
+  HugePageAligned(const HugePageAligned<U>&) {}
+  T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), kAlignment)); }
+  void deallocate(T* p, std::size_t) { ::operator delete(p, kAlignment); }
+  template <class U>
+  bool operator==(const HugePageAligned<U>&) const {
+    return true;
+  }
+};
+
+// A tensor's bytes as the benches hold them.
+using Bytes = std::vector<std::byte, HugePageAligned<std::byte>>;
 
 // Elements of a tensor of `shape`; throws cli::CliError instead of overflowing.
 std::int64_t checked_numel(std::initializer_list<std::int64_t> shape);
@@ -24,14 +49,14 @@ void check_fits_in_memory(double bytes);
 // bytes.resize(size) with transparent huge pages advised for the 2 MiB
 // pages inside its storage before they are first written: the memory kind
 // of the bandwidth probe's buffer, and of a serving engine's large pools.
-void resize_on_huge_pages(std::vector<std::byte>& bytes, std::size_t size);
+void resize_on_huge_pages(Bytes& bytes, std::size_t size);
 
 // Fills `bytes` (elements of dtype) with N(0, 1) values.
-void randomize(std::vector<std::byte>& bytes, DType dtype, std::mt19937_64& rng);
+void randomize(Bytes& bytes, DType dtype, std::mt19937_64& rng);
 
 // Poisons `bytes` with all-ones: NaN in f32, f16 and bf16. Every run writes
 // the same values, so anything still NaN at the end was never written.
-inline void poison(std::vector<std::byte>& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
+inline void poison(Bytes& bytes) { std::fill(bytes.begin(), bytes.end(), std::byte{0xff}); }
 
 // Peak resident set of the process so far, MiB.
 // 2 (D + Dv) FLOPs per kept (i, j) pair of a fixed-length problem: q.k and p.v.
