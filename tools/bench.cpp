@@ -212,9 +212,9 @@ void apply_settings(const BenchOptions& o) {
 
 // Tensors of one problem, reused by every configuration.
 struct Problem {
-  Bytes q, k, v, out;  // q, out (b, sq, h, d); k, v (b, sk, hk, d)
-  std::vector<float> lse;               // (b, h, sq)
-  std::vector<float> slopes;            // (h,) alibi slopes
+  Bytes q, k, v, out;         // q, out (b, sq, h, d); k, v (b, sk, hk, d)
+  std::vector<float> lse;     // (b, h, sq)
+  std::vector<float> slopes;  // (h,) alibi slopes
   // bwd only (empty for fwd), contiguous like their forward counterparts:
   Bytes dout, dq;  // (b, sq, h, d)
   Bytes dk, dv;    // (b, sk, hk, d)

@@ -49,8 +49,8 @@ struct DecodeProblem {
   std::int64_t max_pages = 0;             // pages per block-table row
   std::int64_t cache_rows = 0;            // batch (contiguous) or pages in the pool (paged)
   std::int64_t cache_seqlen = 0;          // seqlen_k (contiguous) or page_size (paged)
-  Bytes q, out;          // (batch, seqlen_q, heads, head_dim)
-  Bytes k_cache, v_cache;  // (cache_rows, cache_seqlen, heads_kv, head_dim)
+  Bytes q, out;                           // (batch, seqlen_q, heads, head_dim)
+  Bytes k_cache, v_cache;                 // (cache_rows, cache_seqlen, heads_kv, head_dim)
   std::vector<float> lse;                 // (batch, heads, seqlen_q)
   TensorView q_view, out_view, lse_view, k_view, v_view, lengths_view, table_view;
 
@@ -170,8 +170,8 @@ BenchRow describe(const BenchOptions& o) {
 // flush_bytes in flush_ms[i]. The ratios of the calls whose flush ran within
 // 10% of the run's fastest flush are the fractions of a quiet machine's
 // bandwidth, however the rest of the run went.
-void report_paired_ceiling(const std::vector<double>& flush_ms, const std::vector<double>& call_ms,
-                           double flush_bytes, double kv_bytes) {
+void report_paired_ceiling(const std::vector<double>& flush_ms, const std::vector<double>& call_ms, double flush_bytes,
+                           double kv_bytes) {
   std::vector<double> flush_gbps, call_gbps, ratio, fast_ratio;
   for (std::size_t i = 0; i < call_ms.size(); ++i) {
     flush_gbps.push_back(flush_bytes / flush_ms[i] / 1e6);

@@ -30,12 +30,10 @@ void check_fits_in_memory(double bytes) {
 }
 
 void resize_on_huge_pages(Bytes& bytes, std::size_t size) {
-  constexpr std::uintptr_t kHugePage = std::uintptr_t{2} << 20;
-  bytes.reserve(size);  // allocated, not yet written: no page is backed
-  const auto begin = reinterpret_cast<std::uintptr_t>(bytes.data());
-  const std::uintptr_t first = (begin + kHugePage - 1) / kHugePage * kHugePage;
-  const std::uintptr_t last = (begin + bytes.capacity()) / kHugePage * kHugePage;
-  if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);  // advice: may be ignored
+  constexpr auto kHugePage = static_cast<std::size_t>(Bytes::allocator_type::kAlignment);
+  bytes.reserve(size);  // allocated on a huge page boundary, not yet written: no page is backed
+  const std::size_t whole = bytes.capacity() / kHugePage * kHugePage;
+  if (whole > 0) madvise(bytes.data(), whole, MADV_HUGEPAGE);  // advice: may be ignored
   bytes.resize(size);
 }
 

@@ -46,8 +46,8 @@ std::int64_t checked_numel(std::initializer_list<std::int64_t> shape);
 // Throws cli::CliError when `bytes` exceed 80% of the physical memory.
 void check_fits_in_memory(double bytes);
 
-// bytes.resize(size) with transparent huge pages advised for the 2 MiB
-// pages inside its storage before they are first written: the memory kind
+// bytes.resize(size) with transparent huge pages advised for the whole
+// 2 MiB pages of its storage before they are first written: the memory kind
 // of the bandwidth probe's buffer, and of a serving engine's large pools.
 void resize_on_huge_pages(Bytes& bytes, std::size_t size);
 
