@@ -203,7 +203,11 @@ struct DecodeKernel {
   // o = alpha o + P V for every head; p: packed probabilities (p + s *
   // p_head), alpha: kW per head; head_dim_v: whole vectors. The tile's P V
   // is summed in acc (laid out as o), then merged with one rounding, as the
-  // lane-major path does: O never takes one rounding per key.
+  // lane-major path does: O never takes one rounding per key. Keeping the
+  // sums in registers over the whole tile instead (head by head, a column
+  // block at a time) saved 4.5 cycles of products per key and kv head, but
+  // its head-major V stream read DRAM 16-20% slower, however it was
+  // requested (BENCHMARKS.md session 18; branch experiment/decode-values-tile).
   template <DType T, int Lanes>
   static void values(const DecodeTile& t, const float* p, std::int64_t p_head, const float* alpha,
                      std::int64_t head_dim_v, float* o, std::int64_t o_row, std::int64_t o_head, float* acc) {
