@@ -24,6 +24,7 @@
 #include <set>
 #include <string>
 
+#include "bench_util.hpp"
 #include "cpu/isa_region.hpp"
 
 namespace flashattn::tools {
@@ -114,10 +115,13 @@ using ReadLoop = std::uint64_t (*)(const std::byte* p, std::size_t bytes);
 
 ReadLoop read_loop_for(Isa isa) {
   switch (isa) {
-    case Isa::scalar: return read_scalar;
-    case Isa::avx2: return read_avx2;
+    case Isa::scalar:
+      return read_scalar;
+    case Isa::avx2:
+      return read_avx2;
     case Isa::avx512:
-    case Isa::avx512_bf16: return read_avx512;
+    case Isa::avx512_bf16:
+      return read_avx512;
   }
   return read_scalar;
 }
@@ -130,7 +134,7 @@ std::size_t part_bytes(std::size_t bytes, int threads) {
 // Every thread writes its own part (first touch: the pages land near the
 // thread that reads them), every 8 bytes a different value: pages of equal
 // content could be merged by the host (KSM, zero pages) and read from cache.
-void first_touch(const MappedBuffer& buffer, int threads) {
+void first_touch(const HugePageBuffer& buffer, int threads) {
 #pragma omp parallel num_threads(threads)
   {
     const std::size_t part = part_bytes(buffer.size(), omp_get_num_threads());
@@ -148,7 +152,7 @@ struct ReadPass {
 
 // `threads` threads read their parts at once: wall time from a barrier
 // before the first load to one after the last.
-ReadPass read_pass(ReadLoop loop, const MappedBuffer& buffer, int threads) {
+ReadPass read_pass(ReadLoop loop, const HugePageBuffer& buffer, int threads) {
   ReadPass pass;
   double start = 0;
   std::uint64_t sum = 0;
@@ -207,7 +211,8 @@ std::size_t total_l3_bytes() {
   std::error_code error;
   for (const auto& cpu : std::filesystem::directory_iterator("/sys/devices/system/cpu", error)) {
     const std::string name = cpu.path().filename().string();
-    if (name.size() < 4 || name.compare(0, 3, "cpu") != 0 || !std::isdigit(static_cast<unsigned char>(name[3]))) continue;
+    if (name.size() < 4 || name.compare(0, 3, "cpu") != 0 || !std::isdigit(static_cast<unsigned char>(name[3])))
+      continue;
     for (const auto& index : std::filesystem::directory_iterator(cpu.path() / "cache", error)) {
       if (read_line(index.path() / "level") != "3") continue;
       if (seen.insert(read_line(index.path() / "shared_cpu_list")).second) {
@@ -226,26 +231,16 @@ std::size_t flush_bytes() {
 
 }  // namespace
 
-MappedBuffer::MappedBuffer(std::size_t bytes) : bytes_(bytes) {
-  // Over-allocate by a huge page and keep a 2 MiB aligned window, so THP can back all of it.
-  const std::size_t mapped = bytes + kHugePage;
-  void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
-  const auto begin = reinterpret_cast<std::uintptr_t>(p);
-  const std::uintptr_t aligned = (begin + kHugePage - 1) / kHugePage * kHugePage;
-  if (aligned > begin) munmap(p, aligned - begin);
-  const std::uintptr_t end = begin + mapped, aligned_end = aligned + bytes;
-  if (end > aligned_end) munmap(reinterpret_cast<void*>(aligned_end), end - aligned_end);
-  data_ = reinterpret_cast<std::byte*>(aligned);
+HugePageBuffer::HugePageBuffer(std::size_t bytes) : data_(HugePageAligned<std::byte>{}.allocate(bytes)), bytes_(bytes) {
   madvise(data_, bytes_, MADV_HUGEPAGE);  // advice only: without THP the probe still runs
 }
 
-MappedBuffer::~MappedBuffer() { munmap(data_, bytes_); }
+HugePageBuffer::~HugePageBuffer() { HugePageAligned<std::byte>{}.deallocate(data_, bytes_); }
 
 BandwidthMeasurement read_bandwidth(Isa isa, int threads) {
   threads = std::max(threads, 1);
   const ReadLoop loop = read_loop_for(isa);
-  const MappedBuffer buffer(probe_bytes());
+  const HugePageBuffer buffer(probe_bytes());
   first_touch(buffer, threads);
   read_pass(loop, buffer, threads);  // untimed: clocks up, TLB and prefetchers warm
   BandwidthMeasurement m;
@@ -258,8 +253,7 @@ BandwidthMeasurement read_bandwidth(Isa isa, int threads) {
   return m;
 }
 
-CacheFlusher::CacheFlusher(Isa isa, int threads)
-    : isa_(isa), threads_(std::max(threads, 1)), buffer_(flush_bytes()) {
+CacheFlusher::CacheFlusher(Isa isa, int threads) : isa_(isa), threads_(std::max(threads, 1)), buffer_(flush_bytes()) {
   first_touch(buffer_, threads_);
 }
 

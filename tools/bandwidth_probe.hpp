@@ -11,14 +11,15 @@
 
 namespace flashattn::tools {
 
-// Memory from mmap, 2 MiB aligned, asking for transparent huge pages (fewer
-// TLB misses and page faults on a 1 GiB stream); unmapped on destruction.
-class MappedBuffer {
+// Uninitialised memory on a 2 MiB boundary (the benches' HugePageAligned
+// allocator), asking for transparent huge pages (fewer TLB misses and page
+// faults on a 1 GiB stream) before the threads first touch it.
+class HugePageBuffer {
  public:
-  explicit MappedBuffer(std::size_t bytes);
-  ~MappedBuffer();
-  MappedBuffer(const MappedBuffer&) = delete;
-  MappedBuffer& operator=(const MappedBuffer&) = delete;
+  explicit HugePageBuffer(std::size_t bytes);
+  ~HugePageBuffer();
+  HugePageBuffer(const HugePageBuffer&) = delete;
+  HugePageBuffer& operator=(const HugePageBuffer&) = delete;
 
   std::byte* data() const { return data_; }
   std::size_t size() const { return bytes_; }
@@ -29,9 +30,9 @@ class MappedBuffer {
 };
 
 struct BandwidthMeasurement {
-  double gbps = 0;                  // best pass, 1e9 bytes per second
-  std::int64_t buffer_bytes = 0;    // bytes read per pass
-  int passes = 0;                   // timed passes (after one untimed)
+  double gbps = 0;                // best pass, 1e9 bytes per second
+  std::int64_t buffer_bytes = 0;  // bytes read per pass
+  int passes = 0;                 // timed passes (after one untimed)
 };
 
 // DRAM read bandwidth with `threads` OpenMP threads reading at once, each its
@@ -57,7 +58,7 @@ class CacheFlusher {
  private:
   Isa isa_;
   int threads_;
-  MappedBuffer buffer_;
+  HugePageBuffer buffer_;
 };
 
 }  // namespace flashattn::tools
