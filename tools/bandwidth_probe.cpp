@@ -16,11 +16,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
-#include <new>
 #include <set>
 #include <string>
 
@@ -30,7 +28,7 @@
 namespace flashattn::tools {
 namespace {
 
-constexpr std::size_t kHugePage = std::size_t{2} << 20;
+constexpr auto kHugePage = static_cast<std::size_t>(HugePageAligned<std::byte>::kAlignment);
 constexpr std::size_t kProbeBytes = std::size_t{1} << 30;
 constexpr std::size_t kMinFlushBytes = std::size_t{64} << 20;
 constexpr std::size_t kPartAlignment = 4096;  // every thread's part: whole pages, whole loop iterations
