@@ -11,7 +11,6 @@
 
 #include <immintrin.h>
 #include <omp.h>
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -230,7 +229,7 @@ std::size_t flush_bytes() {
 }  // namespace
 
 HugePageBuffer::HugePageBuffer(std::size_t bytes) : data_(HugePageAligned<std::byte>{}.allocate(bytes)), bytes_(bytes) {
-  madvise(data_, bytes_, MADV_HUGEPAGE);  // advice only: without THP the probe still runs
+  advise_huge_pages(data_, bytes_);
 }
 
 HugePageBuffer::~HugePageBuffer() { HugePageAligned<std::byte>{}.deallocate(data_, bytes_); }

@@ -29,11 +29,15 @@ void check_fits_in_memory(double bytes) {
   }
 }
 
-void resize_on_huge_pages(Bytes& bytes, std::size_t size) {
+void advise_huge_pages(std::byte* data, std::size_t bytes) {
   constexpr auto kHugePage = static_cast<std::size_t>(Bytes::allocator_type::kAlignment);
-  bytes.reserve(size);  // allocated on a huge page boundary, not yet written: no page is backed
-  const std::size_t whole = bytes.capacity() / kHugePage * kHugePage;
-  if (whole > 0) madvise(bytes.data(), whole, MADV_HUGEPAGE);  // advice: may be ignored
+  const std::size_t whole = bytes / kHugePage * kHugePage;
+  if (whole > 0) madvise(data, whole, MADV_HUGEPAGE);
+}
+
+void resize_on_huge_pages(Bytes& bytes, std::size_t size) {
+  bytes.reserve(size);  // allocated, not yet written: no page is backed
+  advise_huge_pages(bytes.data(), bytes.capacity());
   bytes.resize(size);
 }
 

@@ -46,9 +46,13 @@ std::int64_t checked_numel(std::initializer_list<std::int64_t> shape);
 // Throws cli::CliError when `bytes` exceed 80% of the physical memory.
 void check_fits_in_memory(double bytes);
 
-// bytes.resize(size) with transparent huge pages advised for the whole
-// 2 MiB pages of its storage before they are first written: the memory kind
-// of the bandwidth probe's buffer, and of a serving engine's large pools.
+// Advises transparent huge pages for the whole 2 MiB pages of [data, data +
+// bytes), data on a 2 MiB boundary (HugePageAligned), before they are first
+// written: the memory kind of the bandwidth probe's buffer, and of a serving
+// engine's large pools. Advice only: without THP everything still runs.
+void advise_huge_pages(std::byte* data, std::size_t bytes);
+
+// bytes.resize(size), its storage advised by advise_huge_pages first.
 void resize_on_huge_pages(Bytes& bytes, std::size_t size);
 
 // Fills `bytes` (elements of dtype) with N(0, 1) values.
