@@ -23,9 +23,9 @@
 // The tile's key rows in the k and v tensors, for all kv heads of the
 // item. Decoding streams the cache from DRAM once. The kernels request it
 // in address order, key row j of every kv head (contiguous in a (keys, kv
-// heads, dim) cache) before key row j + 1, kDecodeAhead keys ahead of the
-// rows they read, the score pass over K, then the values pass over V,
-// running on into the next pass's rows at its end. The requests are spread
+// heads, dim) cache) before key row j + 1, kDecodeLeadBytes of rows ahead
+// of the rows they read (request_lead), the score pass over K, then the
+// values pass over V, running on into the next pass's rows at its end. The requests are spread
 // evenly over the work (a few rows per head step): issued a whole key row
 // (2 KiB, 32 lines) at a time, probably more than the core's miss buffers
 // hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
@@ -47,7 +47,18 @@ struct DecodeTile {
   std::int64_t next_n, element_bytes;
 };
 
-inline constexpr std::int64_t kDecodeAhead = 8;
+// How far the requests run ahead, in bytes of key rows (every kv head of
+// the item), not keys: 8 keys of a bf16 row of 8 heads x 128, 4 of an f32
+// one. With the rows being read and the tile's sums, a longer lead
+// overflows the L1 before its lines are used: 8 keys of f32 rows (32 KiB)
+// read DRAM 4-9% slower than 4 and took 9% more cycles warm; 12 keys of
+// bf16 rows took 3% more warm (BENCHMARKS.md session 22).
+inline constexpr std::int64_t kDecodeLeadBytes = 16 * 1024;
+
+// Keys ahead of the row being read that a pass requests, rows of row_bytes per head.
+inline std::int64_t request_lead(const DecodeTile& t, std::int64_t row_bytes) {
+  return std::max<std::int64_t>(1, kDecodeLeadBytes / (t.heads * row_bytes));
+}
 
 // prefetcht0 of the lines of [p, p + bytes). An asm statement, not
 // __builtin_prefetch: GCC 12 marks a function whose only effect is that
@@ -183,10 +194,9 @@ struct DecodeKernel {
   static void scores(const DecodeTile& t, const typename Math::Elem* q, std::int64_t q_row, std::int64_t q_head,
                      std::int64_t head_dim, float scale, float* st, std::int64_t st_head) {
     constexpr int kKeys = kW / Lanes;  // keys per transpose_sum
-    // Requests start a whole group ahead when a group is longer than
-    // kDecodeAhead (Lanes 1: 16 keys), not inside the group being read.
-    constexpr std::int64_t kAhead = std::max<std::int64_t>(kKeys, kDecodeAhead);
-    RequestCursor requests{kAhead};
+    // Requests start at least a whole group ahead (Lanes 1: 16 keys), not
+    // inside the group being read.
+    RequestCursor requests{std::max<std::int64_t>(kKeys, request_lead(t, t.k_row_bytes))};
     for (std::int64_t j0 = 0; j0 < t.n; j0 += kKeys) {
       std::int64_t at[kKeys];
       for (int r = 0; r < kKeys; ++r) at[r] = t.k_at[std::min<std::int64_t>(j0 + r, t.n - 1)];
@@ -213,7 +223,7 @@ struct DecodeKernel {
                      std::int64_t head_dim_v, float* o, std::int64_t o_row, std::int64_t o_head, float* acc) {
     for (std::int64_t s = 0; s < t.heads; ++s)
       for (int l = 0; l < Lanes; ++l) std::memset(acc + s * o_head + l * o_row, 0, head_dim_v * sizeof(float));
-    RequestCursor requests{kDecodeAhead};
+    RequestCursor requests{request_lead(t, t.v_row_bytes)};
     std::int64_t j0 = 0;
     for (; j0 + kDecodeValueKeys <= t.n; j0 += kDecodeValueKeys)
       value_keys<T, Lanes, kDecodeValueKeys>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head, requests);
