@@ -25,10 +25,11 @@
 // in address order, key row j of every kv head (contiguous in a (keys, kv
 // heads, dim) cache) before key row j + 1, kDecodeLeadBytes of rows ahead
 // of the rows they read (request_lead), the score pass over K, then the
-// values pass over V, running on into the next pass's rows at its end. The requests are spread
-// evenly over the work (a few rows per head step): issued a whole key row
-// (2 KiB, 32 lines) at a time, probably more than the core's miss buffers
-// hold, the stream ran a third slower (BENCHMARKS.md). A head-by-head
+// values pass over V, running on into the next pass's rows at its end.
+// The requests are spread evenly over the work (a few rows per head
+// step): issued a whole key row (2 KiB, 32 lines) at a time, probably
+// more than the core's miss buffers hold, the stream ran a third slower
+// (BENCHMARKS.md). A head-by-head
 // request order, 256-byte slices at a 2 KiB stride, is not followed by the
 // hardware prefetchers either. Denser bursts also lose: a leaner stream
 // that dropped the per-row spreading below and issued a whole step's
@@ -51,7 +52,7 @@ struct DecodeTile {
 // the item), not keys: 8 keys of a bf16 row of 8 heads x 128, 4 of an f32
 // one. With the rows being read and the tile's sums, a longer lead
 // overflows the L1 before its lines are used: 8 keys of f32 rows (32 KiB)
-// read DRAM 4-9% slower than 4 and took 9% more cycles warm; 12 keys of
+// read DRAM 3-9% slower than 4 and took 9% more cycles warm; 12 keys of
 // bf16 rows took 3% more warm (BENCHMARKS.md session 22).
 inline constexpr std::int64_t kDecodeLeadBytes = 16 * 1024;
 
