@@ -27,7 +27,6 @@
 namespace flashattn::tools {
 namespace {
 
-constexpr auto kHugePage = static_cast<std::size_t>(HugePageAligned<std::byte>::kAlignment);
 constexpr std::size_t kProbeBytes = std::size_t{1} << 30;
 constexpr std::size_t kMinFlushBytes = std::size_t{64} << 20;
 constexpr std::size_t kPartAlignment = 4096;  // every thread's part: whole pages, whole loop iterations
@@ -173,7 +172,8 @@ std::size_t probe_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGESIZE);
   const double physical = pages > 0 && page > 0 ? static_cast<double>(pages) * static_cast<double>(page) : 0;
   if (physical > 0 && physical < 8.0 * kProbeBytes) {
-    return std::max<std::size_t>(static_cast<std::size_t>(physical / 8) / kHugePage * kHugePage, kMinFlushBytes);
+    return std::max<std::size_t>(static_cast<std::size_t>(physical / 8) / kHugePageBytes * kHugePageBytes,
+                                 kMinFlushBytes);
   }
   return kProbeBytes;
 }
@@ -223,7 +223,7 @@ std::size_t total_l3_bytes() {
 }
 
 std::size_t flush_bytes() {
-  return (std::max(2 * total_l3_bytes(), kMinFlushBytes) + kHugePage - 1) / kHugePage * kHugePage;
+  return (std::max(2 * total_l3_bytes(), kMinFlushBytes) + kHugePageBytes - 1) / kHugePageBytes * kHugePageBytes;
 }
 
 }  // namespace

@@ -30,8 +30,7 @@ void check_fits_in_memory(double bytes) {
 }
 
 void advise_huge_pages(std::byte* data, std::size_t bytes) {
-  constexpr auto kHugePage = static_cast<std::size_t>(Bytes::allocator_type::kAlignment);
-  const std::size_t whole = bytes / kHugePage * kHugePage;
+  const std::size_t whole = bytes / kHugePageBytes * kHugePageBytes;
   if (whole > 0) madvise(data, whole, MADV_HUGEPAGE);
 }
 

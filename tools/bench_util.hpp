@@ -22,10 +22,12 @@ namespace flashattn::tools {
 // size from mmap, 16 bytes into a page: every 64-byte load of a K or V row
 // then straddles two cache lines, which cost the decode kernels 13% of
 // their warm cycles (BENCHMARKS.md, session 17).
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
 template <class T>
 struct HugePageAligned {
   using value_type = T;
-  static constexpr std::align_val_t kAlignment{std::size_t{2} << 20};
+  static constexpr std::align_val_t kAlignment{kHugePageBytes};
   HugePageAligned() = default;
   template <class U>
   HugePageAligned(const HugePageAligned<U>&) {}

@@ -29,12 +29,12 @@
 // The requests are spread evenly over the work (a few rows per head
 // step): issued a whole key row (2 KiB, 32 lines) at a time, probably
 // more than the core's miss buffers hold, the stream ran a third slower
-// (BENCHMARKS.md). A head-by-head
-// request order, 256-byte slices at a 2 KiB stride, is not followed by the
-// hardware prefetchers either. Denser bursts also lose: a leaner stream
-// that dropped the per-row spreading below and issued a whole step's
-// lines together read a sixth slower from DRAM (BENCHMARKS.md, session
-// 13). Within a row the lines go out back to back (prefetch_row).
+// (BENCHMARKS.md). A head-by-head request order, 256-byte slices at a
+// 2 KiB stride, is not followed by the hardware prefetchers either.
+// Denser bursts also lose: a leaner stream that dropped the per-row
+// spreading below and issued a whole step's lines together read a sixth
+// slower from DRAM (BENCHMARKS.md, session 13). Within a row the lines go
+// out back to back (prefetch_row).
 struct DecodeTile {
   const char* k;  // k and v at the item's first kv head
   const char* v;
