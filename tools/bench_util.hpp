@@ -16,14 +16,15 @@
 
 namespace flashattn::tools {
 
+// A transparent huge page on x86-64.
+inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
+
 // Storage aligned to 2 MiB, as a serving engine aligns its tensors
 // (PyTorch's CPU allocator: 64 bytes; 2 MiB for large blocks when its
 // huge-page allocation is enabled). glibc serves a plain vector of this
 // size from mmap, 16 bytes into a page: every 64-byte load of a K or V row
 // then straddles two cache lines, which cost the decode kernels 13% of
 // their warm cycles (BENCHMARKS.md, session 17).
-inline constexpr std::size_t kHugePageBytes = std::size_t{2} << 20;
-
 template <class T>
 struct HugePageAligned {
   using value_type = T;
