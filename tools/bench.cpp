@@ -125,6 +125,7 @@ constexpr Flag kFlags[] = {
     {"--sweep", false, [](BenchOptions& o, Sv, Sv) { o.sweep = true; }},
     {"--sweep-seqlens", true, [](BenchOptions& o, Sv f, Sv v) { o.sweep_seqlens = parse_size_list(f, v); }},
     {"--page-size", true, [](BenchOptions& o, Sv f, Sv v) { o.page_size = cli::parse_int(f, v, 0, std::int64_t{1} << 31); }},
+    {"--shuffled-pages", false, [](BenchOptions& o, Sv, Sv) { o.shuffled_pages = true; }},
     {"--seqlen-k-min", true, [](BenchOptions& o, Sv f, Sv v) { o.seqlen_k_min = parse_size(f, v); }},
     {"--num-splits", true, [](BenchOptions& o, Sv f, Sv v) { o.num_splits = cli::parse_int(f, v, 0, 1 << 16); }},
     {"--warm-cache", false, [](BenchOptions& o, Sv, Sv) { o.warm_cache = true; }},
@@ -135,7 +136,8 @@ constexpr Flag kFlags[] = {
 constexpr Sv kSweptFlags[] = {"--seqlen", "--seqlen-q", "--seqlen-k", "--head-dim", "--causal", "--window"};
 
 // Flags of --mode decode only, and flags it does not take (its mask is causal, it has no baseline).
-constexpr Sv kDecodeFlags[] = {"--page-size", "--seqlen-k-min", "--num-splits", "--warm-cache", "--paired-ceiling"};
+constexpr Sv kDecodeFlags[] = {"--page-size",  "--shuffled-pages", "--seqlen-k-min",
+                               "--num-splits", "--warm-cache",     "--paired-ceiling"};
 constexpr Sv kNotDecodeFlags[] = {"--causal",       "--window",      "--softcap",       "--alibi",
                                   "--dropout",      "--seqlen",      "--no-baseline",   "--baseline-gemm",
                                   "--sweep",        "--sweep-seqlens", "--deterministic"};
@@ -152,13 +154,14 @@ void check_flag_combinations(const BenchOptions& o) {
     }
   }
   if (o.given("--deterministic") && o.mode != BenchMode::bwd) throw CliError("bench: --deterministic needs --mode bwd");
+  if (o.shuffled_pages && o.page_size == 0) throw CliError("bench: --shuffled-pages needs --page-size > 0");
   if (o.warm_cache && o.paired_ceiling) throw CliError("bench: --paired-ceiling times the flush that --warm-cache skips");
   if (o.cuda) {
     if (o.mode == BenchMode::bwd) throw CliError("bench: --backend cuda runs --mode fwd or decode (no CUDA backward yet)");
     if (o.mode == BenchMode::decode && o.given("--seqlen-q"))
       throw CliError("bench: --backend cuda --mode decode runs one query per sequence; drop --seqlen-q");
-    for (Sv flag : {"--window", "--softcap", "--alibi", "--dropout", "--sweep", "--threads", "--isa", "--num-splits",
-                    "--warm-cache", "--paired-ceiling", "--seqlen-k-min", "--baseline-gemm", "--no-baseline"}) {
+    for (Sv flag : {"--window", "--softcap", "--alibi", "--dropout", "--sweep", "--threads", "--isa", "--num-splits", "--shuffled-pages",
+                    "--shuffled-pages", "--warm-cache", "--paired-ceiling", "--seqlen-k-min", "--baseline-gemm", "--no-baseline"}) {
       if (o.given(flag)) throw CliError("bench: --backend cuda does not take " + std::string(flag));
     }
   }

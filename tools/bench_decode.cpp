@@ -4,9 +4,11 @@
 // (all --seqlen-k, or uniform in [--seqlen-k-min, --seqlen-k] from a fixed
 // seed) and --seqlen-q new queries at its end: flash_attn_with_kvcache with
 // causal = true, nothing appended. Paged caches (--page-size P) are a pool
-// of exactly the pages the sequences use, handed out in a shuffled order so
-// that a sequence's pages are scattered over the pool, as in a serving
-// engine's allocator. Memory traffic is counted as K and V read once; the
+// of exactly the pages the sequences use, placed by PagedKVCache (each
+// sequence prefilled whole, in batch order: runs of adjacent pages), or with
+// --shuffled-pages handed out in a shuffled order so that a sequence's pages
+// are scattered over the pool, as an allocator that keeps no order leaves
+// them. Memory traffic is counted as K and V read once; the
 // ceiling is the DRAM read bandwidth measured in the same process with the
 // same threads (bandwidth_probe.hpp), on the same kind of memory (the
 // caches, like the probe's buffer, on transparent huge pages where the
@@ -29,6 +31,7 @@
 #include "cli_args.hpp"
 #include "core/mask.hpp"
 #include "flashattn/flash_attn_kvcache.hpp"
+#include "flashattn/paged_kv_cache.hpp"
 #include "frontends/kvcache_call.hpp"
 #include "sampled_oracle.hpp"
 
@@ -37,7 +40,7 @@ namespace {
 
 constexpr std::uint64_t kInputSeed = 0x5eed;   // q and the caches (as the forward bench)
 constexpr std::uint64_t kLengthSeed = 0x1e17;  // cache lengths in [seqlen_k_min, seqlen_k]
-constexpr std::uint64_t kPageSeed = 0x9a6e;    // the order pages are handed out
+constexpr std::uint64_t kPageSeed = 0x9a6e;    // the order --shuffled-pages hands pages out
 constexpr int kSampledRows = 16;
 
 std::int64_t ceil_div(std::int64_t a, std::int64_t b) { return (a + b - 1) / b; }
@@ -70,22 +73,31 @@ std::vector<std::int32_t> cache_lengths(const BenchOptions& o) {
   return lengths;
 }
 
-// Sequence b's pages are the next ceil(lengths[b] / page_size) of a shuffled
-// permutation of the pool.
+// Sequence b's pages: where PagedKVCache places them in a pool of exactly
+// `pages` (block ids only: a pool of 1 x 1 elements per token), or the next
+// ceil(lengths[b] / page_size) of a shuffled permutation of the pool.
 void fill_block_table(const BenchOptions& o, DecodeProblem& p) {
   p.max_pages = ceil_div(o.seqlen_k, o.page_size);
   std::int64_t pages = 0;
   for (std::int32_t n : p.lengths) pages += ceil_div(n, o.page_size);
   if (pages > std::numeric_limits<std::int32_t>::max()) throw cli::CliError("bench: more pages than int32 can index");
-  std::vector<std::int32_t> order(pages);
-  std::iota(order.begin(), order.end(), 0);
-  std::mt19937_64 rng(kPageSeed);
-  std::shuffle(order.begin(), order.end(), rng);
   p.block_table.assign(checked_numel({o.batch, p.max_pages}), 0);
-  std::int64_t next = 0;
-  for (std::int64_t b = 0; b < o.batch; ++b) {
-    for (std::int64_t page = 0; page < ceil_div(p.lengths[b], o.page_size); ++page) {
-      p.block_table[b * p.max_pages + page] = order[next++];
+  if (o.shuffled_pages) {
+    std::vector<std::int32_t> order(pages);
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(kPageSeed);
+    std::shuffle(order.begin(), order.end(), rng);
+    std::int64_t next = 0;
+    for (std::int64_t b = 0; b < o.batch; ++b)
+      for (std::int64_t page = 0; page < ceil_div(p.lengths[b], o.page_size); ++page)
+        p.block_table[b * p.max_pages + page] = order[next++];
+  } else {
+    PagedKVCache pool({.num_blocks = pages, .block_size = o.page_size, .heads_kv = 1, .head_dim = 1});
+    for (std::int64_t b = 0; b < o.batch; ++b) {
+      const SequenceId s = pool.add_sequence();
+      pool.reserve({s}, p.lengths[b]).commit();
+      const std::vector<std::int32_t> ids = pool.block_ids(s);
+      std::copy(ids.begin(), ids.end(), p.block_table.begin() + b * p.max_pages);
     }
   }
   p.cache_rows = pages;
@@ -160,6 +172,7 @@ BenchRow describe(const BenchOptions& o) {
   row.seqlen_q = o.seqlen_q, row.seqlen_k = o.seqlen_k, row.head_dim = o.head_dim;
   row.seqlen_k_min = o.seqlen_k_min.value_or(o.seqlen_k);
   row.page_size = o.page_size, row.num_splits = o.num_splits;
+  row.page_order = o.page_size == 0 ? "contiguous" : o.shuffled_pages ? "shuffled" : "pool";
   row.causal = true, row.window_left = -1, row.window_right = 0;
   row.threads = num_threads();
   row.repeat = static_cast<int>(o.repeat);

@@ -35,6 +35,11 @@ struct BenchOptions {
   // sequence's length uniform in [seqlen_k_min, seqlen_k] when given), paged
   // with page_size > 0, split into num_splits key chunks (0: heuristic).
   std::int64_t page_size = 0;
+  // decode, paged: each sequence's pages where PagedKVCache's placement puts
+  // them (runs of adjacent pages), or with this flag scattered over the
+  // pool in a shuffled order (block tables from an allocator that keeps no
+  // order, as a long-lived free list gives).
+  bool shuffled_pages = false;
   std::optional<std::int64_t> seqlen_k_min;
   std::int64_t num_splits = 0;
   // decode: keep the caches warm between timed calls (no L3 flush): the

@@ -108,9 +108,15 @@ std::vector<Column> concatenated(std::initializer_list<std::vector<Column>> part
   return columns;
 }
 
+// The page size, "/shuf" when the pages are shuffled; "-": contiguous.
+std::string page_cell(const BenchRow& r) {
+  if (r.page_size == 0) return "-";
+  return num(r.page_size) + (r.page_order == "shuffled" ? "/shuf" : "");
+}
+
 std::vector<Column> decode_columns() {
   const std::vector<Column> cache = {
-      {"page", true, [](const BenchRow& r) { return r.page_size > 0 ? num(r.page_size) : std::string("-"); }},
+      {"page", true, [](const BenchRow& r) { return page_cell(r); }},
       {"splits", true, [](const BenchRow& r) { return r.num_splits > 0 ? num(r.num_splits) : std::string("auto"); }},
       {"threads", true, [](const BenchRow& r) { return num(r.threads); }},
       {"ms", true, [](const BenchRow& r) { return format("%.3f", r.ms); }},
@@ -237,7 +243,8 @@ void print_decode_json_line(std::ostream& os, const BenchRow& r) {
      << ", \"dtype\": " << json_string(r.dtype) << ", \"batch\": " << r.batch << ", \"heads\": " << r.heads
      << ", \"heads_kv\": " << r.heads_kv << ", \"seqlen_q\": " << r.seqlen_q << ", \"seqlen_k\": " << r.seqlen_k
      << ", \"seqlen_k_min\": " << r.seqlen_k_min << ", \"head_dim\": " << r.head_dim
-     << ", \"page_size\": " << r.page_size << ", \"num_splits\": " << r.num_splits
+     << ", \"page_size\": " << r.page_size << ", \"page_order\": " << json_string(r.page_order)
+     << ", \"num_splits\": " << r.num_splits
      << ", \"causal\": " << (r.causal ? "true" : "false") << ", \"threads\": " << r.threads
      << ", \"repeat\": " << r.repeat << ", \"ms\": " << json_number(r.ms) << ", \"bytes\": " << r.bytes
      << ", \"gbps\": " << json_number(r.gbps) << ", \"bandwidth_gbps\": " << json_number(r.bandwidth_gbps)

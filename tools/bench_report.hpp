@@ -53,6 +53,7 @@ struct BenchRow {
   // decode: cache lengths uniform in [seqlen_k_min, seqlen_k] (= seqlen_k: fixed),
   // page_size 0 = contiguous cache, num_splits as requested (0: heuristic).
   std::int64_t seqlen_k_min = 0, page_size = 0, num_splits = 0;
+  std::string page_order;  // decode: "contiguous", "pool" (PagedKVCache's placement) or "shuffled"
   std::int64_t bytes = 0;             // decode: K and V bytes read once (sum of lengths x hk x d x 2 x dtype size)
   double gbps = 0;                    // decode: bytes / ms
   double bandwidth_gbps = 0;          // decode: DRAM read bandwidth, measured in-process (bandwidth_probe.hpp)

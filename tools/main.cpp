@@ -58,8 +58,10 @@ flashattn bench flags (defaults in brackets):
                      other flags apply to every row); progress on stderr
   --sweep-seqlens L  the sweep's seqlens, comma separated
                      [512,1024,2048,4096,8192,16384]
-  --page-size P      decode: paged caches of P-token pages, scattered over the
-                     pool (0 = contiguous caches) [0]
+  --page-size P      decode: paged caches of P-token pages, placed by
+                     PagedKVCache (0 = contiguous caches) [0]
+  --shuffled-pages   decode: the pages scattered over the pool in a shuffled
+                     order instead (the page column shows P/shuf)
   --seqlen-k-min LO  decode: each cache length uniform in [LO, SK] (fixed seed)
                      [every length SK]
   --num-splits N     decode: key chunks per sequence, merged (0 = heuristic) [0]

@@ -31,6 +31,18 @@
 // every layer's k and v, for a sequence that will write into it while
 // another sequence still holds it. No block is written while shared.
 //
+// Placement: a sequence's blocks are kept adjacent in the pool where it
+// allows, because the kernels read adjacent blocks as one stream and
+// scattered ones slower (BENCHMARKS.md, session 24). A sequence's next block
+// is the one after its last when that is free. Otherwise (a new sequence, a
+// copy-on-write copy, a neighbour in the way) its new blocks start a run
+// centred in the longest run of free blocks (at block 0 when that run starts
+// the pool), leaving room on both sides: for the sequence before the gap to
+// grow, and for this one. Sequences growing in step so split the pool among
+// themselves instead of interleaving block by block. Finding the longest
+// run is one pass over a bitmap of the pool (num_blocks / 64 words), paid
+// only when a run starts.
+//
 // Errors: flashattn::Error, message "PagedKVCache::<operation>: ...". A
 // failed call changes nothing: tables, lengths, reference counts, the free
 // list and the pools are exactly as before (reserve() plans every block it
@@ -54,6 +66,9 @@
 #include "flashattn/tensor.hpp"
 
 namespace flashattn {
+namespace frontend {
+class FreeBlockMap;
+}
 
 // One sequence of one PagedKVCache. Ids are never reused, so a freed id stays
 // an error instead of naming a later sequence.
@@ -150,8 +165,8 @@ class PagedKVCache {
                   const TensorView& v_out) const;
 
   // Introspection (schedulers, tests).
-  std::int64_t num_free_blocks() const { return static_cast<std::int64_t>(free_blocks_.size()); }
-  std::vector<std::int32_t> free_block_ids() const;                // in the order they will be taken
+  std::int64_t num_free_blocks() const;
+  std::vector<std::int32_t> free_block_ids() const;                // ascending
   std::vector<std::int32_t> block_ids(SequenceId sequence) const;  // its block table
   std::int32_t ref_count(std::int32_t block) const;                // tables holding the block
 
@@ -170,7 +185,7 @@ class PagedKVCache {
   void check_batch(const std::vector<SequenceId>& sequences, const char* operation) const;
   std::int64_t plan_blocks(const std::vector<SequenceId>& sequences, std::int64_t num_new_tokens, std::int64_t* copies,
                            const char* operation) const;
-  std::int32_t take_block();
+  std::int32_t take_block(std::int32_t after, std::int64_t count);
   void release_block(std::int32_t block);
   std::byte* row(std::int64_t layer, int kv, std::int32_t block, std::int64_t row_in_block) const;
   void end_reservation(const std::vector<SequenceId>& sequences, std::int64_t advance);
@@ -180,8 +195,8 @@ class PagedKVCache {
   std::int64_t row_bytes_ = 0;    // one token of one layer's k (or v): heads_kv * head_dim elements
   // (num_layers, 2 (k, v), num_blocks, block_size, heads_kv, head_dim), 64-byte aligned
   std::unique_ptr<std::byte[], PoolDeleter> pools_;
-  std::vector<std::int32_t> ref_counts_;   // (num_blocks,)
-  std::vector<std::int32_t> free_blocks_;  // a stack: back() is taken first
+  std::vector<std::int32_t> ref_counts_;  // (num_blocks,)
+  std::unique_ptr<frontend::FreeBlockMap> free_;
   std::map<std::int64_t, Sequence> sequences_;
   std::int64_t next_id_ = 0;
 };

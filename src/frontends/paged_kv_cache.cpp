@@ -10,6 +10,7 @@
 #include <utility>
 
 #include "flashattn/error.hpp"
+#include "frontends/free_block_map.hpp"
 #include "frontends/tensor_checks.hpp"
 
 namespace flashattn {
@@ -97,10 +98,7 @@ PagedKVCache::PagedKVCache(const PagedKVCacheConfig& config) : config_(config) {
   pools_.reset(static_cast<std::byte*>(::operator new[](static_cast<std::size_t>(bytes), kPoolAlignment)));
   std::memset(pools_.get(), 0, static_cast<std::size_t>(bytes));
   ref_counts_.assign(static_cast<std::size_t>(config.num_blocks), 0);
-  // Taken from the back: blocks 0, 1, 2, ... first. The full capacity up
-  // front means releasing a block never allocates (commit / cancel cannot throw).
-  free_blocks_.reserve(static_cast<std::size_t>(config.num_blocks));
-  for (std::int64_t b = config.num_blocks - 1; b >= 0; --b) free_blocks_.push_back(static_cast<std::int32_t>(b));
+  free_ = std::make_unique<frontend::FreeBlockMap>(config.num_blocks);
 }
 
 PagedKVCache::~PagedKVCache() = default;
@@ -167,7 +165,9 @@ std::vector<SequenceId> PagedKVCache::sequences() const {
   return ids;
 }
 
-std::vector<std::int32_t> PagedKVCache::free_block_ids() const { return {free_blocks_.rbegin(), free_blocks_.rend()}; }
+std::int64_t PagedKVCache::num_free_blocks() const { return free_->count(); }
+
+std::vector<std::int32_t> PagedKVCache::free_block_ids() const { return free_->ids(); }
 
 std::vector<std::int32_t> PagedKVCache::block_ids(SequenceId sequence) const {
   return live(sequence, "block_ids").blocks;
@@ -226,15 +226,23 @@ std::int64_t PagedKVCache::blocks_to_reserve(const std::vector<SequenceId>& sequ
   return plan_blocks(sequences, num_new_tokens, &copies, "blocks_to_reserve");
 }
 
-std::int32_t PagedKVCache::take_block() {
-  const std::int32_t block = free_blocks_.back();
-  free_blocks_.pop_back();
+// A free block for a sequence whose last block is `after` (-1: a new run)
+// and which is placing `count` blocks, this one included (the placement
+// rule in the header).
+std::int32_t PagedKVCache::take_block(std::int32_t after, std::int64_t count) {
+  std::int32_t block = after + 1;
+  if (after < 0 || block == config_.num_blocks || !free_->is_free(block)) {
+    const frontend::FreeRun gap = free_->longest_run();
+    block =
+        gap.start == 0 ? 0 : gap.start + static_cast<std::int32_t>(std::max<std::int64_t>(0, gap.length - count) / 2);
+  }
+  free_->take(block);
   ref_counts_[block] = 1;
   return block;
 }
 
 void PagedKVCache::release_block(std::int32_t block) {
-  if (--ref_counts_[block] == 0) free_blocks_.push_back(block);  // capacity reserved: never allocates
+  if (--ref_counts_[block] == 0) free_->release(block);  // never allocates
 }
 
 PagedKVCache::Reservation PagedKVCache::reserve(const std::vector<SequenceId>& sequences, std::int64_t num_new_tokens) {
@@ -262,8 +270,11 @@ PagedKVCache::Reservation PagedKVCache::reserve(const std::vector<SequenceId>& s
   for (std::size_t b = 0; b < sequences.size(); ++b) {
     Sequence& s = live(sequences[b], "reserve");
     const std::int64_t filled = s.length % config_.block_size;  // rows of the last block in use
+    const std::size_t blocks = static_cast<std::size_t>(ceil_div(s.length + num_new_tokens, config_.block_size));
     if (filled != 0 && ref_counts_[s.blocks.back()] > 1) {
-      const std::int32_t shared = s.blocks.back(), copy = take_block();
+      // The copy starts a new run: the shared block's neighbour is taken or another holder's to grow into.
+      const std::int32_t shared = s.blocks.back();
+      const std::int32_t copy = take_block(-1, static_cast<std::int64_t>(blocks - s.blocks.size()) + 1);
       for (std::int64_t layer = 0; layer < config_.num_layers; ++layer)
         for (int kv = 0; kv < 2; ++kv)
           std::memcpy(row(layer, kv, copy, 0), row(layer, kv, shared, 0),
@@ -271,8 +282,10 @@ PagedKVCache::Reservation PagedKVCache::reserve(const std::vector<SequenceId>& s
       --ref_counts_[shared];  // still held by another table
       s.blocks.back() = copy;
     }
-    const std::size_t blocks = static_cast<std::size_t>(ceil_div(s.length + num_new_tokens, config_.block_size));
-    while (s.blocks.size() < blocks) s.blocks.push_back(take_block());
+    while (s.blocks.size() < blocks) {
+      const std::int32_t last = s.blocks.empty() ? -1 : s.blocks.back();
+      s.blocks.push_back(take_block(last, static_cast<std::int64_t>(blocks - s.blocks.size())));
+    }
     s.reserved = true;
     std::copy(s.blocks.begin(), s.blocks.end(), tables.table_.begin() + static_cast<std::ptrdiff_t>(b * width));
     tables.seqlens_[b] = static_cast<std::int32_t>(s.length);

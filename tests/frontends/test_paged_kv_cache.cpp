@@ -172,10 +172,11 @@ TEST(PagedKVCache, ReservationHoldsTheKernelArgumentsOfTheAppend) {
   EXPECT_TRUE(r.active());
   EXPECT_EQ(r.num_new_tokens(), 3);
   EXPECT_EQ(r.sequences(), (std::vector<SequenceId>{b, a}));
-  // b: 1 + 3 tokens fit block 1; a: 6 + 3 = 9 tokens need a third block.
+  // b started a run in the middle of the free blocks 2-7 (block 4); 1 + 3
+  // tokens fit it. a: 6 + 3 = 9 tokens need a third block, the one after its last.
   EXPECT_EQ(r.block_table().shape_string(), "(2, 3)");
   EXPECT_EQ(r.block_table().dtype, DType::i32);
-  EXPECT_EQ(ints(r.block_table()), (std::vector<std::int32_t>{2, kNoBlock, kNoBlock, 0, 1, 3}));
+  EXPECT_EQ(ints(r.block_table()), (std::vector<std::int32_t>{4, kNoBlock, kNoBlock, 0, 1, 2}));
   EXPECT_EQ(ints(r.cache_seqlens()), (std::vector<std::int32_t>{1, 6}));  // lengths before the append
   EXPECT_EQ(f.cache.length(a), 6);                                        // not yet committed
   // Attention over cached tokens only sees the committed blocks.
@@ -299,12 +300,12 @@ TEST(PagedKVCache, ForkSharesBlocksAndCopiesThePartialOneOnFirstWrite) {
   EXPECT_EQ(pool_bytes(f.cache), before_fork.pools);           // and copies nothing
 
   EXPECT_EQ(f.cache.blocks_to_reserve({child}, 1), 1);
-  f.append({child}, 1);  // block 1 is shared: the child writes into a copy
-  EXPECT_EQ(f.cache.block_ids(child), (std::vector<std::int32_t>{0, 2}));
+  f.append({child}, 1);  // block 1 is shared: the child writes into a copy, a run in the middle of blocks 2-7
+  EXPECT_EQ(f.cache.block_ids(child), (std::vector<std::int32_t>{0, 4}));
   EXPECT_EQ(f.cache.block_ids(parent), (std::vector<std::int32_t>{0, 1}));
   EXPECT_EQ(f.cache.ref_count(0), 2);
   EXPECT_EQ(f.cache.ref_count(1), 1);
-  EXPECT_EQ(f.cache.ref_count(2), 1);
+  EXPECT_EQ(f.cache.ref_count(4), 1);
   f.expect_contents(parent);  // untouched by the child's write
   f.expect_contents(child);   // the copied rows 0, 1 of block 1 in both layers, k and v
 
@@ -327,8 +328,8 @@ TEST(PagedKVCache, ForkAtABlockBoundaryNeverCopies) {
   const SequenceId child = f.fork(parent);
   EXPECT_EQ(f.cache.blocks_to_reserve({parent, child}, 1), 2);  // one new block each, no copy
   f.append({parent, child}, 1);
-  EXPECT_EQ(f.cache.block_ids(parent), (std::vector<std::int32_t>{0, 1, 2}));
-  EXPECT_EQ(f.cache.block_ids(child), (std::vector<std::int32_t>{0, 1, 3}));
+  EXPECT_EQ(f.cache.block_ids(parent), (std::vector<std::int32_t>{0, 1, 2}));  // the block after its last
+  EXPECT_EQ(f.cache.block_ids(child), (std::vector<std::int32_t>{0, 1, 5}));   // the middle of blocks 3-7
   f.expect_contents(parent);
   f.expect_contents(child);
 }
@@ -342,10 +343,10 @@ TEST(PagedKVCache, BatchOfHoldersOfOneSharedBlockCopiesAllButOne) {
   EXPECT_EQ(f.cache.ref_count(1), 3);
   EXPECT_EQ(f.cache.blocks_to_reserve({a, b, c}, 2), 2);
   EXPECT_EQ(f.cache.blocks_to_reserve({b}, 2), 1);
-  EXPECT_EQ(f.cache.blocks_to_reserve({a, c}, 4), 4);  // 9 tokens: a third block each, and two copies
-  f.append({c, a, b}, 2);                              // exactly enough blocks: 4 free, 2 taken
-  EXPECT_EQ(f.cache.block_ids(c), (std::vector<std::int32_t>{0, 2}));
-  EXPECT_EQ(f.cache.block_ids(a), (std::vector<std::int32_t>{0, 3}));
+  EXPECT_EQ(f.cache.blocks_to_reserve({a, c}, 4), 4);                  // 9 tokens: a third block each, and two copies
+  f.append({c, a, b}, 2);                                              // exactly enough blocks: 4 free, 2 taken
+  EXPECT_EQ(f.cache.block_ids(c), (std::vector<std::int32_t>{0, 3}));  // the middle of blocks 2-5
+  EXPECT_EQ(f.cache.block_ids(a), (std::vector<std::int32_t>{0, 4}));  // the middle of 4-5, the longest run left
   EXPECT_EQ(f.cache.block_ids(b), (std::vector<std::int32_t>{0, 1}));
   EXPECT_EQ(f.cache.ref_count(0), 3);
   EXPECT_EQ(f.cache.num_free_blocks(), 2);

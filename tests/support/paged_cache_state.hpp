@@ -64,7 +64,7 @@ inline std::vector<std::byte> pool_bytes(const PagedKVCache& cache) {
 }
 
 // Everything a caller can observe: ids, lengths, tables, reference counts,
-// the free list in allocation order and the pools' bytes.
+// the free blocks and the pools' bytes.
 struct CacheSnapshot {
   std::vector<SequenceId> ids;
   std::vector<std::int64_t> lengths;
