@@ -160,7 +160,7 @@ void check_flag_combinations(const BenchOptions& o) {
     if (o.mode == BenchMode::bwd) throw CliError("bench: --backend cuda runs --mode fwd or decode (no CUDA backward yet)");
     if (o.mode == BenchMode::decode && o.given("--seqlen-q"))
       throw CliError("bench: --backend cuda --mode decode runs one query per sequence; drop --seqlen-q");
-    for (Sv flag : {"--window", "--softcap", "--alibi", "--dropout", "--sweep", "--threads", "--isa", "--num-splits", "--shuffled-pages",
+    for (Sv flag : {"--window", "--softcap", "--alibi", "--dropout", "--sweep", "--threads", "--isa", "--num-splits",
                     "--shuffled-pages", "--warm-cache", "--paired-ceiling", "--seqlen-k-min", "--baseline-gemm", "--no-baseline"}) {
       if (o.given(flag)) throw CliError("bench: --backend cuda does not take " + std::string(flag));
     }
