@@ -6,7 +6,7 @@
 namespace flashattn::frontend {
 
 FreeBlockMap::FreeBlockMap(std::int64_t num_blocks)
-    : num_blocks_(num_blocks), count_(num_blocks), bits_(static_cast<std::size_t>((num_blocks + 63) / 64), ~0ull) {
+    : count_(num_blocks), bits_(static_cast<std::size_t>((num_blocks + 63) / 64), ~0ull) {
   if (num_blocks % 64 != 0) bits_.back() = (1ull << (num_blocks % 64)) - 1;
 }
 

@@ -19,9 +19,8 @@ class FreeBlockMap {
  public:
   explicit FreeBlockMap(std::int64_t num_blocks);  // every block free
 
-  std::int64_t num_blocks() const { return num_blocks_; }
   std::int64_t count() const { return count_; }
-  bool is_free(std::int64_t block) const { return (bits_[block >> 6] >> (block & 63)) & 1; }
+  bool is_free(std::int32_t block) const { return (bits_[block >> 6] >> (block & 63)) & 1; }
   void take(std::int32_t block);     // block: free
   void release(std::int32_t block);  // block: taken
 
@@ -31,7 +30,6 @@ class FreeBlockMap {
   std::vector<std::int32_t> ids() const;  // the free blocks, ascending
 
  private:
-  std::int64_t num_blocks_ = 0;
   std::int64_t count_ = 0;
   std::vector<std::uint64_t> bits_;  // bit b of word w: block 64 w + b is free; 0 past num_blocks
 };
