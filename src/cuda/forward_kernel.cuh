@@ -68,17 +68,27 @@ __device__ __forceinline__ int swizzled(int r, int c) {
 
 // A kRows x kD tile from global rows (row r at row_at(r), an Elem*), rows
 // at or past `valid` and columns at or past `cols` zero. vec16: cp.async
-// of 16-byte chunks (committed by the caller); else element loads stored
+// of 16-byte chunks (committed by the caller), thread t taking chunks t +
+// i kThreads; every row address is formed before the first copy, so a paged
+// tile's page-table reads are in flight together. Else element loads stored
 // at once (the tile is free: the caller has synchronised).
 template <int kD, int kRows, class Elem, class RowAt>
 __device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, int valid, int cols, bool vec16) {
-  constexpr int kChunks = kD / 8;
+  constexpr int kChunks = kD / 8, kPerThread = kRows * kChunks / kThreads;
+  static_assert(kRows * kChunks % kThreads == 0, "a tile's chunks: whole rounds of the block's threads");
   if (vec16) {
-    for (int idx = threadIdx.x; idx < kRows * kChunks; idx += kThreads) {
-      const int r = idx / kChunks, c = idx % kChunks;
+    const Elem* rows[kPerThread];
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int r = (static_cast<int>(threadIdx.x) + i * kThreads) / kChunks;
+      rows[i] = r < valid ? row_at(r) : nullptr;
+    }
+#pragma unroll
+    for (int i = 0; i < kPerThread; ++i) {
+      const int idx = static_cast<int>(threadIdx.x) + i * kThreads, r = idx / kChunks, c = idx % kChunks;
       const bool inside = r < valid && c * 8 < cols;
-      const Elem* from = inside ? row_at(r) + c * 8 : nullptr;
-      cp_async_16(tile + swizzled<kD>(r, c), inside ? static_cast<const void*>(from) : kZeroSource, inside ? 16 : 0);
+      cp_async_16(tile + swizzled<kD>(r, c), inside ? static_cast<const void*>(rows[i] + c * 8) : kZeroSource,
+                  inside ? 16 : 0);
     }
     return;
   }
@@ -219,21 +229,45 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
       }
     }
 
-    // Score hooks and mask in the CPU backend's order; r = e / 2 picks row g or g + 8.
-    const bool whole =
-        core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) && j0 + kBlockN <= sk_len;
+    // Score hooks and mask in the CPU backend's order, each a loop behind
+    // one uniform branch; r = e / 2 picks row g or g + 8.
 #pragma unroll
     for (int t = 0; t < kTilesN; ++t) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int r = e / 2;
-        const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
-        float x = s[t][e] * p.softmax_scale;
-        if (p.softcap > 0.0f) x = p.softcap * tanhf(x / p.softcap);
-        if (p.alibi_slopes)
-          x -= rows.slope[r] * fabsf(static_cast<float>(rows.i[r]) + alibi_offset - static_cast<float>(j));
-        if (!whole && (j < rows.keep[r].begin || j >= rows.keep[r].end)) x = -INFINITY;
-        s[t][e] = x;
+      for (int e = 0; e < 4; ++e) s[t][e] *= p.softmax_scale;
+    }
+    if (p.softcap > 0.0f) {
+#pragma unroll
+      for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) s[t][e] = p.softcap * tanhf(s[t][e] / p.softcap);
+      }
+    }
+    if (p.alibi_slopes) {
+#pragma unroll
+      for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
+          s[t][e] -=
+              rows.slope[e / 2] * fabsf(static_cast<float>(rows.i[e / 2]) + alibi_offset - static_cast<float>(j));
+        }
+      }
+    }
+    if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) || j0 + kBlockN > sk_len) {
+      int lo[2], hi[2];  // the rows' kept keys, relative to the tile
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        lo[r] = static_cast<int>(clamp_index(rows.keep[r].begin - j0, 0, kBlockN));
+        hi[r] = static_cast<int>(clamp_index(rows.keep[r].end - j0, 0, kBlockN));
+      }
+#pragma unroll
+      for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const int jr = 8 * t + 2 * c4 + e % 2;
+          if (jr < lo[e / 2] || jr >= hi[e / 2]) s[t][e] = -INFINITY;
+        }
       }
     }
     // Online softmax: l sums the weights before dropout (kept ones are scaled by 1 / (1 - p) at the end).

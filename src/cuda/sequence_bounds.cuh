@@ -8,6 +8,7 @@
 
 #include <cstdint>
 
+#include "core/fast_divmod.hpp"
 #include "core/sequence.hpp"
 #include "flashattn/params.hpp"
 
@@ -56,21 +57,24 @@ __device__ __forceinline__ core::SequenceExtent bounded_extent(const AttentionPa
 }
 
 // Rows of k or v of one sequence and kv head: row j (counted from the
-// sequence's first key) at operator()(j). Paged: page indices clamped to the pool.
+// sequence's first key) at operator()(j). Paged: page indices clamped to
+// the pool, the page of a row by a multiply (FastDivmod) and its entry read
+// through the read-only cache.
 template <class Elem>
 struct KeyRows {
   const Elem* base;  // paged: the kv head in page 0; else row 0 of the sequence
   std::int64_t row_stride;
   const std::int32_t* pages;  // null: not paged
   std::int64_t page_stride;
-  std::int32_t page_size;
+  core::FastDivmod page_size;
   std::int32_t last_page;
 
   __device__ __forceinline__ const Elem* operator()(std::int64_t j) const {
     if (pages == nullptr) return base + j * row_stride;
-    const auto jj = static_cast<std::int32_t>(j);  // j < seqlen_k <= int32 max (bounded_extent)
-    const std::int64_t page = clamp_index(pages[jj / page_size], 0, last_page);
-    return base + page * page_stride + (jj % page_size) * row_stride;
+    const auto jj = static_cast<std::uint32_t>(j);  // 0 <= j < seqlen_k <= int32 max (bounded_extent)
+    const std::uint32_t slot = page_size.div(jj);
+    const std::int64_t page = clamp_index(__ldg(pages + slot), 0, last_page);
+    return base + page * page_stride + page_size.mod(jj, slot) * row_stride;
   }
 };
 
@@ -83,10 +87,10 @@ __device__ __forceinline__ KeyRows<Elem> key_rows(const AttentionParams& p, cons
             s.row,
             e.pages,
             s.batch,
-            static_cast<std::int32_t>(e.page_size),
+            core::FastDivmod(static_cast<std::uint32_t>(e.page_size)),
             static_cast<std::int32_t>(p.bounds.num_pages - 1)};
   }
-  return {head + e.k_batch * s.batch + e.k_start * s.row, s.row, nullptr, 0, 1, 0};
+  return {head + e.k_batch * s.batch + e.k_start * s.row, s.row, nullptr, 0, core::FastDivmod(1), 0};
 }
 
 }  // namespace flashattn::cuda

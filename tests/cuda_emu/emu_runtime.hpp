@@ -303,3 +303,9 @@ inline void __syncwarp(unsigned mask = 0xffffffffu) {
 
 // glibc declares __expf but does not export it.
 inline float __expf(float x) noexcept { return std::exp(x); }
+
+// ld.global.nc: a plain read on the host.
+template <class T>
+T __ldg(const T* p) {
+  return *p;
+}
