@@ -1,7 +1,8 @@
 // The CUDA forward kernel (FlashAttention-2 on sm80+ tensor cores): one
-// thread block of 4 warps owns kBlockM = 64 rows of one (batch, head slot),
-// each warp 16 rows; a row is a (query row, query head) pair (ForwardPlan's
-// pack). Per key tile of kBlockN keys:
+// thread block of 4 warps owns kBlockM rows of one (batch, head slot), each
+// warp kRowTiles tiles of 16 rows (128 rows, 2 tiles, up to head-dim tile
+// 128; 64 rows, 1 tile, above); a row is a (query row, query head) pair
+// (ForwardPlan's pack). Per key tile of kBlockN keys:
 //   S = Q K^T   mma.sync m16n8k16, Q and K from shared memory by ldmatrix;
 //   the score hooks (scale, softcap, alibi, the mask predicate), the online
 //   softmax and dropout on S's registers, rows reduced over the 4 lanes
@@ -49,7 +50,9 @@ inline void bind_partials(ForwardArgs& args, void* workspace) {
 
 template <int kD>
 struct ForwardShape {
-  static constexpr int kBlockN = kD <= 128 ? 64 : 32;  // keys per tile (key_block)
+  static constexpr int kRowTiles = row_tiles(kD);      // 16-row tiles per warp
+  static constexpr int kBlockM = block_rows(kD);       // rows per block
+  static constexpr int kBlockN = key_block(kD);       // keys per tile
   static constexpr int kChunks = kD / 8;               // 16-byte chunks per row
   static constexpr int kGroup = kChunks < 8 ? kChunks : 8;
   static constexpr int kSmemElems = (kBlockM + 2 * kBlockN) * kD;  // Q, K, V
@@ -128,18 +131,10 @@ __device__ __forceinline__ void rotate_q_tile(Elem* tile, const AttentionParams&
   }
 }
 
-// What a lane knows of its two rows (g and g + 8 of its warp's 16).
-struct LaneRows {
-  std::int64_t i[2];       // query row in the sequence
-  std::int64_t head[2];    // query head
-  bool valid[2];           // a row of the sequence (not block padding)
-  core::KeyRange keep[2];  // the mask predicate's kept keys
-  float slope[2];          // alibi slope of the head (0: none)
-};
-
 template <int kD, class Elem>
 __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant__ ForwardArgs args) {
   using Shape = ForwardShape<kD>;
+  constexpr int kBlockM = Shape::kBlockM, kRowTiles = Shape::kRowTiles, kRows = 2 * kRowTiles;
   constexpr int kBlockN = Shape::kBlockN, kTilesN = kBlockN / 8, kTilesD = kD / 8;
   const AttentionParams& p = args.p;
   const ForwardPlan& plan = args.plan;
@@ -151,11 +146,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const std::int64_t m_block = blockIdx.x % plan.m_blocks, split = blockIdx.x / plan.m_blocks;
   const std::int64_t slot = blockIdx.y, b = blockIdx.z, pack = plan.pack;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
+  const int warp_row = warp * 16 * kRowTiles;  // the warp's first row in the block
   const core::SequenceExtent seq = bounded_extent(p, b);
   const std::int64_t sq_len = seq.seqlen_q, sk_len = seq.seqlen_k;
   const std::int64_t m0 = m_block * kBlockM;
   if (m0 >= sq_len * pack) return;  // varlen: past this sequence's rows (uniform over the block)
   const int rows_valid = static_cast<int>(std::min<std::int64_t>(kBlockM, sq_len * pack - m0));
+  // A warp with no row of the sequence (short queries: decoding) only loads.
+  const bool computes = warp_row < rows_valid;
   const std::int64_t kv_head = slot * pack / (p.heads_q / p.heads_kv);
   const std::int64_t i_first = m0 / pack, i_end = (m0 + rows_valid - 1) / pack + 1;
 
@@ -173,21 +171,23 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const std::int64_t n_first = keys.begin / kBlockN,
                      n_end = keys.empty() ? n_first : (keys.end + kBlockN - 1) / kBlockN;
 
-  LaneRows rows;
-#pragma unroll
-  for (int r = 0; r < 2; ++r) {
-    const std::int64_t row = m0 + warp * 16 + g + 8 * r;
-    rows.i[r] = row / pack;
-    rows.head[r] = slot * pack + row % pack;
-    rows.valid[r] = row < m0 + rows_valid;
-    rows.keep[r] = core::kept_keys(p.mask, rows.i[r], sq_len, sk_len);
-    rows.slope[r] = p.alibi_slopes ? p.alibi_slopes[b * p.alibi_batch_stride + rows.head[r]] : 0.0f;
-  }
+  // The lane's rows: r = 2 mt + h is row g + 8 h of the warp's row tile mt.
+  // Their query row and head are formed where used, not kept in registers
+  // across the key loop (O and S fill those).
+  auto block_row = [&](int r) { return m0 + warp_row + 16 * (r / 2) + g + 8 * (r % 2); };
+  auto row_i = [&](int r) { return pack == 1 ? block_row(r) : block_row(r) / pack; };
+  auto row_head = [&](int r) { return slot * pack + (pack == 1 ? 0 : block_row(r) % pack); };
   const float alibi_offset = static_cast<float>(sk_len - sq_len);
 
-  float o[kTilesD][4];
-  for (int t = 0; t < kTilesD; ++t) o[t][0] = o[t][1] = o[t][2] = o[t][3] = 0.0f;
-  float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+  float o[kRowTiles][kTilesD][4];
+  float row_max[kRows], row_sum[kRows];
+#pragma unroll
+  for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+    for (int t = 0; t < kTilesD; ++t) o[mt][t][0] = o[mt][t][1] = o[mt][t][2] = o[mt][t][3] = 0.0f;
+  }
+#pragma unroll
+  for (int r = 0; r < kRows; ++r) row_max[r] = -INFINITY, row_sum[r] = 0.0f;
 
   const int cols_k = static_cast<int>(p.head_dim), cols_v = static_cast<int>(p.head_dim_v);
   auto keys_in = [&](std::int64_t j0) { return static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)); };
@@ -213,107 +213,140 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         sv, [&](int r) { return v_rows(j0 + r); }, keys_in(j0), cols_v, plan.vec_v);
     cp_async_commit();
 
-    // S = Q K^T for the warp's 16 rows x kBlockN keys.
-    float s[kTilesN][4];
-    for (int t = 0; t < kTilesN; ++t) s[t][0] = s[t][1] = s[t][2] = s[t][3] = 0.0f;
+    // S = Q K^T for the warp's row tiles x kBlockN keys; each K fragment feeds every row tile.
+    float s[kRowTiles][kTilesN][4];
+    if (computes) {
 #pragma unroll
-    for (int kk = 0; kk < kD / 16; ++kk) {
-      std::uint32_t a[4];
-      ldmatrix_x4(a, sq + swizzled<kD>(warp * 16 + lane % 16, 2 * kk + lane / 16));
+      for (int mt = 0; mt < kRowTiles; ++mt) {
 #pragma unroll
-      for (int j = 0; j < kTilesN / 2; ++j) {
-        std::uint32_t bk[4];
-        ldmatrix_x4(bk, sk + swizzled<kD>(16 * j + lane % 8 + (lane / 16) * 8, 2 * kk + (lane / 8) % 2));
-        mma_16816<Elem>(s[2 * j], a, bk[0], bk[1]);
-        mma_16816<Elem>(s[2 * j + 1], a, bk[2], bk[3]);
+        for (int t = 0; t < kTilesN; ++t) s[mt][t][0] = s[mt][t][1] = s[mt][t][2] = s[mt][t][3] = 0.0f;
       }
-    }
+#pragma unroll
+      for (int kk = 0; kk < kD / 16; ++kk) {
+        std::uint32_t a[kRowTiles][4];
+#pragma unroll
+        for (int mt = 0; mt < kRowTiles; ++mt)
+          ldmatrix_x4(a[mt], sq + swizzled<kD>(warp_row + 16 * mt + lane % 16, 2 * kk + lane / 16));
+#pragma unroll
+        for (int j = 0; j < kTilesN / 2; ++j) {
+          std::uint32_t bk[4];
+          ldmatrix_x4(bk, sk + swizzled<kD>(16 * j + lane % 8 + (lane / 16) * 8, 2 * kk + (lane / 8) % 2));
+#pragma unroll
+          for (int mt = 0; mt < kRowTiles; ++mt) {
+            mma_16816<Elem>(s[mt][2 * j], a[mt], bk[0], bk[1]);
+            mma_16816<Elem>(s[mt][2 * j + 1], a[mt], bk[2], bk[3]);
+          }
+        }
+      }
 
-    // Score hooks and mask in the CPU backend's order, each a loop behind
-    // one uniform branch; r = e / 2 picks row g or g + 8.
+      // Score hooks and mask in the CPU backend's order, each a loop behind
+      // one uniform branch; element e of a tile is row h = e / 2 of its row tile.
 #pragma unroll
-    for (int t = 0; t < kTilesN; ++t) {
+      for (int mt = 0; mt < kRowTiles; ++mt) {
 #pragma unroll
-      for (int e = 0; e < 4; ++e) s[t][e] *= p.softmax_scale;
-    }
-    if (p.softcap > 0.0f) {
-#pragma unroll
-      for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) s[t][e] = p.softcap * tanhf(s[t][e] / p.softcap);
-      }
-    }
-    if (p.alibi_slopes) {
-#pragma unroll
-      for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
-          s[t][e] -=
-              rows.slope[e / 2] * fabsf(static_cast<float>(rows.i[e / 2]) + alibi_offset - static_cast<float>(j));
-        }
-      }
-    }
-    if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) || j0 + kBlockN > sk_len) {
-      int lo[2], hi[2];  // the rows' kept keys, relative to the tile
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        lo[r] = static_cast<int>(clamp_index(rows.keep[r].begin - j0, 0, kBlockN));
-        hi[r] = static_cast<int>(clamp_index(rows.keep[r].end - j0, 0, kBlockN));
-      }
-#pragma unroll
-      for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const int jr = 8 * t + 2 * c4 + e % 2;
-          if (jr < lo[e / 2] || jr >= hi[e / 2]) s[t][e] = -INFINITY;
-        }
-      }
-    }
-    // Online softmax: l sums the weights before dropout (kept ones are scaled by 1 / (1 - p) at the end).
-    float scale_o[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
-      for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(s[t][2 * r], s[t][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float ref = mx == -INFINITY ? 0.0f : mx;  // a row with nothing kept yet: exp(-inf) = 0
-      scale_o[r] = __expf(row_max[r] - ref);
-      row_max[r] = mx;
-      float sum = 0.0f;
-      for (int t = 0; t < kTilesN; ++t) {
-        s[t][2 * r] = __expf(s[t][2 * r] - ref);
-        s[t][2 * r + 1] = __expf(s[t][2 * r + 1] - ref);
-        sum += s[t][2 * r] + s[t][2 * r + 1];
-      }
-      row_sum[r] = row_sum[r] * scale_o[r] + sum;  // this lane's part; the quad's sum is taken at the end
-    }
-    if (p.dropout_p > 0.0f) {
-      // The lane's two keys of a tile, 2 * c4 and 2 * c4 + 1, share one Philox
-      // group of 4. Decisions first, as bits (a rolled loop: Philox unrolled
-      // kTilesN times would crowd the registers), then applied to S.
-      std::uint32_t dropped[2] = {0, 0};  // bit 2 t + k: key 8 t + 2 c4 + k dropped
-      for (int r = 0; r < 2; ++r) {
-        const core::DropoutStream drop =
-            core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, rows.head[r], p.heads_q);
         for (int t = 0; t < kTilesN; ++t) {
-          const std::int64_t j = j0 + 8 * t + 2 * c4;
-          dropped[r] |= ((drop.dropped_bits(rows.i[r], j >> 2) >> (j & 3)) & 3u) << (2 * t);
+#pragma unroll
+          for (int e = 0; e < 4; ++e) s[mt][t][e] *= p.softmax_scale;
+        }
+      }
+      if (p.softcap > 0.0f) {
+#pragma unroll
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+          for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) s[mt][t][e] = p.softcap * tanhf(s[mt][t][e] / p.softcap);
+          }
+        }
+      }
+      if (p.alibi_slopes) {
+#pragma unroll
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+          for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              const int r = 2 * mt + e / 2;
+              const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
+              const float slope = p.alibi_slopes[b * p.alibi_batch_stride + row_head(r)];
+              s[mt][t][e] -= slope * fabsf(static_cast<float>(row_i(r)) + alibi_offset - static_cast<float>(j));
+            }
+          }
+        }
+      }
+      if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) ||
+          j0 + kBlockN > sk_len) {
+#pragma unroll
+        for (int r = 0; r < kRows; ++r) {  // the row's kept keys, relative to the tile
+          const core::KeyRange keep = core::kept_keys(p.mask, row_i(r), sq_len, sk_len);
+          const int lo = static_cast<int>(clamp_index(keep.begin - j0, 0, kBlockN));
+          const int hi = static_cast<int>(clamp_index(keep.end - j0, 0, kBlockN));
+#pragma unroll
+          for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+            for (int k = 0; k < 2; ++k) {
+              const int jr = 8 * t + 2 * c4 + k;
+              if (jr < lo || jr >= hi) s[r / 2][t][2 * (r % 2) + k] = -INFINITY;
+            }
+          }
+        }
+      }
+      // Online softmax: l sums the weights before dropout (kept ones are scaled by 1 / (1 - p) at the end).
+      float scale_o[kRows];
+#pragma unroll
+      for (int r = 0; r < kRows; ++r) {
+        float(&sr)[kTilesN][4] = s[r / 2];
+        const int h = 2 * (r % 2);
+        float mx = row_max[r];
+#pragma unroll
+        for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(sr[t][h], sr[t][h + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float ref = mx == -INFINITY ? 0.0f : mx;  // a row with nothing kept yet: exp(-inf) = 0
+        scale_o[r] = __expf(row_max[r] - ref);
+        row_max[r] = mx;
+        float sum = 0.0f;
+#pragma unroll
+        for (int t = 0; t < kTilesN; ++t) {
+          sr[t][h] = __expf(sr[t][h] - ref);
+          sr[t][h + 1] = __expf(sr[t][h + 1] - ref);
+          sum += sr[t][h] + sr[t][h + 1];
+        }
+        row_sum[r] = row_sum[r] * scale_o[r] + sum;  // this lane's part; the quad's sum is taken at the end
+      }
+      if (p.dropout_p > 0.0f) {
+        // The lane's two keys of a tile, 2 * c4 and 2 * c4 + 1, share one Philox
+        // group of 4. Decisions first, as bits (a rolled loop: Philox unrolled
+        // kTilesN times would crowd the registers), then applied to S.
+        std::uint32_t dropped[kRows] = {};  // bit 2 t + k: key 8 t + 2 c4 + k dropped
+        for (int r = 0; r < kRows; ++r) {
+          const core::DropoutStream drop =
+              core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, row_head(r), p.heads_q);
+          const std::int64_t i = row_i(r);
+          for (int t = 0; t < kTilesN; ++t) {
+            const std::int64_t j = j0 + 8 * t + 2 * c4;
+            dropped[r] |= ((drop.dropped_bits(i, j >> 2) >> (j & 3)) & 3u) << (2 * t);
+          }
+        }
+#pragma unroll
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+          for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) {
+              if ((dropped[2 * mt + e / 2] >> (2 * t + e % 2)) & 1u) s[mt][t][e] = 0.0f;
+            }
+          }
         }
       }
 #pragma unroll
-      for (int t = 0; t < kTilesN; ++t) {
+      for (int mt = 0; mt < kRowTiles; ++mt) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          if ((dropped[e / 2] >> (2 * t + e % 2)) & 1u) s[t][e] = 0.0f;
+        for (int t = 0; t < kTilesD; ++t) {
+          o[mt][t][0] *= scale_o[2 * mt], o[mt][t][1] *= scale_o[2 * mt];
+          o[mt][t][2] *= scale_o[2 * mt + 1], o[mt][t][3] *= scale_o[2 * mt + 1];
         }
       }
-    }
-#pragma unroll
-    for (int t = 0; t < kTilesD; ++t) {
-      o[t][0] *= scale_o[0], o[t][1] *= scale_o[0];
-      o[t][2] *= scale_o[1], o[t][3] *= scale_o[1];
     }
 
     cp_async_wait<0>();
@@ -325,18 +358,29 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     }
     cp_async_commit();
 
-    // O += P V: P (16 x kBlockN) as A fragments straight from S's registers.
+    // O += P V: P (16 x kBlockN per row tile) as A fragments straight from
+    // S's registers; each V fragment feeds every row tile.
+    if (computes) {
 #pragma unroll
-    for (int kk = 0; kk < kBlockN / 16; ++kk) {
-      const std::uint32_t a[4] = {pack2<Elem>(s[2 * kk][0], s[2 * kk][1]), pack2<Elem>(s[2 * kk][2], s[2 * kk][3]),
-                                  pack2<Elem>(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                  pack2<Elem>(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+        std::uint32_t a[kRowTiles][4];
 #pragma unroll
-      for (int j = 0; j < kTilesD / 2; ++j) {
-        std::uint32_t bv[4];
-        ldmatrix_x4_trans(bv, sv + swizzled<kD>(16 * kk + lane % 8 + ((lane / 8) % 2) * 8, 2 * j + lane / 16));
-        mma_16816<Elem>(o[2 * j], a, bv[0], bv[1]);
-        mma_16816<Elem>(o[2 * j + 1], a, bv[2], bv[3]);
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+          a[mt][0] = pack2<Elem>(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+          a[mt][1] = pack2<Elem>(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+          a[mt][2] = pack2<Elem>(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+          a[mt][3] = pack2<Elem>(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int j = 0; j < kTilesD / 2; ++j) {
+          std::uint32_t bv[4];
+          ldmatrix_x4_trans(bv, sv + swizzled<kD>(16 * kk + lane % 8 + ((lane / 8) % 2) * 8, 2 * j + lane / 16));
+#pragma unroll
+          for (int mt = 0; mt < kRowTiles; ++mt) {
+            mma_16816<Elem>(o[mt][2 * j], a[mt], bv[0], bv[1]);
+            mma_16816<Elem>(o[mt][2 * j + 1], a[mt], bv[2], bv[3]);
+          }
+        }
       }
     }
   }
@@ -346,30 +390,33 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const float keep_scale = static_cast<float>(1.0 / (1.0 - static_cast<double>(p.dropout_p)));
   auto* out = static_cast<Elem*>(p.out) + b * p.out_stride.batch + seq.q_start * p.out_stride.row;
 #pragma unroll
-  for (int r = 0; r < 2; ++r) {
+  for (int r = 0; r < kRows; ++r) {
+    const float(&orow)[kTilesD][4] = o[r / 2];
+    const int h = 2 * (r % 2);
     float sum = row_sum[r];
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-    if (!rows.valid[r]) continue;
+    if (block_row(r) >= m0 + rows_valid) continue;  // block padding
+    const std::int64_t i = row_i(r), head = row_head(r);
     const bool empty = sum == 0.0f;
     const float inv = empty ? 0.0f : keep_scale / sum;
     const float lse = empty ? -INFINITY : row_max[r] + logf(sum);
     if (plan.splits > 1) {
-      const std::int64_t row = p.is_varlen() ? seq.q_start + rows.i[r] : b * p.seqlen_q + rows.i[r];
-      const std::int64_t at = (split * plan.partial_rows + row) * p.heads_q + rows.head[r];
+      const std::int64_t row = p.is_varlen() ? seq.q_start + i : b * p.seqlen_q + i;
+      const std::int64_t at = (split * plan.partial_rows + row) * p.heads_q + head;
       float* dst = args.partial_out + at * p.head_dim_v;
       for (int t = 0; t < kTilesD; ++t) {
         const int col = 8 * t + 2 * c4;
-        if (col < p.head_dim_v) dst[col] = o[t][2 * r] * inv;
-        if (col + 1 < p.head_dim_v) dst[col + 1] = o[t][2 * r + 1] * inv;
+        if (col < p.head_dim_v) dst[col] = orow[t][h] * inv;
+        if (col + 1 < p.head_dim_v) dst[col + 1] = orow[t][h + 1] * inv;
       }
       if (c4 == 0) args.partial_lse[at] = lse;
       continue;
     }
-    Elem* dst = out + rows.i[r] * p.out_stride.row + rows.head[r] * p.out_stride.head;
+    Elem* dst = out + i * p.out_stride.row + head * p.out_stride.head;
     for (int t = 0; t < kTilesD; ++t) {
       const int col = 8 * t + 2 * c4;
-      const std::uint32_t two = pack2<Elem>(o[t][2 * r] * inv, o[t][2 * r + 1] * inv);
+      const std::uint32_t two = pack2<Elem>(orow[t][h] * inv, orow[t][h + 1] * inv);
       if (plan.vec_out) {
         if (col < p.head_dim_v) *reinterpret_cast<std::uint32_t*>(dst + col) = two;
       } else {
@@ -379,7 +426,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
       }
     }
     if (p.lse && c4 == 0) {
-      p.lse[b * p.lse_batch_stride + rows.head[r] * p.lse_head_stride + seq.q_start + rows.i[r]] =
+      p.lse[b * p.lse_batch_stride + head * p.lse_head_stride + seq.q_start + i] =
           empty ? p.lse_of_empty_row : lse;
     }
   }

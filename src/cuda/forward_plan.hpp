@@ -14,7 +14,13 @@ namespace flashattn::cuda {
 
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = 32 * kWarps;
-inline constexpr int kBlockM = 16 * kWarps;  // query rows per thread block
+
+// Row tiles of 16 rows per warp: two for head-dim tiles up to 128, so each
+// K and V fragment read from shared memory feeds two mma (FlashAttention-2's
+// 128-row blocks); one above, where O of 32 rows would not fit the registers.
+inline constexpr int row_tiles(int tile) { return tile <= 128 ? 2 : 1; }
+// Query rows per thread block.
+inline constexpr int block_rows(int tile) { return 16 * kWarps * row_tiles(tile); }
 
 // The head-dim tile a head dim runs in (32, 64, 128, 192 or 256: the
 // smallest that holds it, columns past the head dim zero), 0 above 256.
@@ -43,12 +49,14 @@ void with_tile(int tile, Fn&& fn) {
   }
 }
 
-// Keys per tile: S (16 x block_n) and O (16 x tile) of a warp fit its registers.
-inline int key_block(int tile) { return tile <= 128 ? 64 : 32; }
+// Keys per tile: S (row_tiles x 16 x block_n) and O (row_tiles x 16 x tile)
+// of a warp fit its registers.
+inline constexpr int key_block(int tile) { return tile <= 64 ? 64 : 32; }
 
 struct ForwardPlan {
   int tile = 0;     // head-dim tile of max(head_dim, head_dim_v)
   int block_n = 0;  // keys per key tile
+  int block_m = 0;  // rows per thread block (block_rows)
   // Rows of a block are (query row i, query head h) pairs: row R of head
   // slot s is i = R / pack, h = s * pack + R % pack. pack = 1: one head per
   // block (grid.y = heads_q). pack = group (query heads per kv head): the
@@ -57,7 +65,7 @@ struct ForwardPlan {
   // leave the block mostly empty.
   std::int64_t pack = 1;
   std::int64_t head_slots = 0;    // grid.y = heads_q / pack
-  std::int64_t m_blocks = 0;      // blocks per (batch, head slot, split): ceil(seqlen_q * pack / kBlockM)
+  std::int64_t m_blocks = 0;      // blocks per (batch, head slot, split): ceil(seqlen_q * pack / block_m)
   std::int64_t splits = 1;        // key chunks per block's keys (grid.x = m_blocks * splits)
   std::int64_t partial_rows = 0;  // split partials: query rows of the batch (batch * seqlen_q, varlen total_q)
   // 16-byte cp.async loads need 16-byte aligned rows (head dim and strides
@@ -94,10 +102,11 @@ inline ForwardPlan plan_forward(const AttentionParams& p, int multiprocessors) {
   ForwardPlan plan;
   plan.tile = head_dim_tile(std::max(p.head_dim, p.head_dim_v));
   plan.block_n = key_block(plan.tile);
+  plan.block_m = block_rows(plan.tile);
   const std::int64_t group = p.heads_kv > 0 ? p.heads_q / p.heads_kv : 1;
-  plan.pack = group > 1 && p.seqlen_q < kBlockM ? group : 1;
+  plan.pack = group > 1 && p.seqlen_q < plan.block_m ? group : 1;
   plan.head_slots = p.heads_q / plan.pack;
-  plan.m_blocks = (p.seqlen_q * plan.pack + kBlockM - 1) / kBlockM;
+  plan.m_blocks = (p.seqlen_q * plan.pack + plan.block_m - 1) / plan.block_m;
   plan.partial_rows = p.is_varlen() ? p.bounds.rows_q : p.batch * p.seqlen_q;
 
   const std::int64_t key_tiles = std::max<std::int64_t>(1, (p.seqlen_k + plan.block_n - 1) / plan.block_n);

@@ -42,8 +42,12 @@ TEST(ForwardPlan, HeadDimRunsInTheSmallestTileHoldingIt) {
   EXPECT_EQ(head_dim_tile(256), 256);
   EXPECT_EQ(head_dim_tile(0), 0);
   EXPECT_EQ(head_dim_tile(257), 0);
-  EXPECT_EQ(cuda::key_block(128), 64);
+  EXPECT_EQ(cuda::key_block(64), 64);
+  EXPECT_EQ(cuda::key_block(128), 32);
   EXPECT_EQ(cuda::key_block(192), 32);
+  EXPECT_EQ(cuda::block_rows(64), 128);  // two row tiles per warp up to 128
+  EXPECT_EQ(cuda::block_rows(128), 128);
+  EXPECT_EQ(cuda::block_rows(192), 64);
 }
 
 TEST(ForwardPlan, DecodingPacksAKvGroupsHeadsIntoOneBlock) {
@@ -54,20 +58,24 @@ TEST(ForwardPlan, DecodingPacksAKvGroupsHeadsIntoOneBlock) {
   const ForwardPlan prefill = plan_forward(problem(1, 32, 8, 2048, 2048, 128, kData), kH100Multiprocessors);
   EXPECT_EQ(prefill.pack, 1);
   EXPECT_EQ(prefill.head_slots, 32);
-  EXPECT_EQ(prefill.m_blocks, 32);
+  EXPECT_EQ(prefill.block_m, 128);
+  EXPECT_EQ(prefill.m_blocks, 16);
   const ForwardPlan mha = plan_forward(problem(1, 32, 32, 1, 4096, 128, kData), kH100Multiprocessors);
   EXPECT_EQ(mha.pack, 1);
   EXPECT_EQ(mha.m_blocks, 1);
   const ForwardPlan short_gqa = plan_forward(problem(2, 16, 2, 10, 100, 64, kData), kH100Multiprocessors);
   EXPECT_EQ(short_gqa.pack, 8);
-  EXPECT_EQ(short_gqa.m_blocks, 2);  // 10 rows x 8 heads = 80 rows
+  EXPECT_EQ(short_gqa.m_blocks, 1);  // 10 rows x 8 heads = 80 rows
+  const ForwardPlan wide = plan_forward(problem(2, 16, 2, 100, 100, 256, kData), kH100Multiprocessors);
+  EXPECT_EQ(wide.pack, 1);
+  EXPECT_EQ(wide.m_blocks, 2);  // 64-row blocks for the 256 tile
 }
 
 TEST(ForwardPlan, SplitsFollowTheSharedHeuristicAndSizeTheWorkspace) {
   AttentionParams p = problem(1, 32, 8, 1, 65536, 128, kData);
   p.num_splits = 0;
   const ForwardPlan heuristic = plan_forward(p, kH100Multiprocessors);
-  EXPECT_EQ(heuristic.splits, core::choose_num_splits(8, 65536 / 64, kH100Multiprocessors));
+  EXPECT_EQ(heuristic.splits, core::choose_num_splits(8, 65536 / 32, kH100Multiprocessors));
   EXPECT_EQ(heuristic.partial_rows, 1);
   EXPECT_EQ(heuristic.workspace_bytes, heuristic.splits * 1 * 32 * (128 + 1) * 4);
 
@@ -76,7 +84,7 @@ TEST(ForwardPlan, SplitsFollowTheSharedHeuristicAndSizeTheWorkspace) {
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).workspace_bytes, 0);
   p.num_splits = 3;
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).splits, 3);
-  p.seqlen_k = 100;  // two key tiles: never more chunks than tiles
+  p.seqlen_k = 50;  // two key tiles of 32: never more chunks than tiles
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).splits, 2);
 
   AttentionParams full = problem(8, 32, 32, 2048, 2048, 64, kData);  // many blocks: no split
