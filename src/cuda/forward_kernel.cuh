@@ -50,10 +50,10 @@ inline void bind_partials(ForwardArgs& args, void* workspace) {
 
 template <int kD>
 struct ForwardShape {
-  static constexpr int kRowTiles = row_tiles(kD);      // 16-row tiles per warp
-  static constexpr int kBlockM = block_rows(kD);       // rows per block
-  static constexpr int kBlockN = key_block(kD);       // keys per tile
-  static constexpr int kChunks = kD / 8;               // 16-byte chunks per row
+  static constexpr int kRowTiles = row_tiles(kD);  // 16-row tiles per warp
+  static constexpr int kBlockM = block_rows(kD);   // rows per block
+  static constexpr int kBlockN = key_block(kD);    // keys per tile
+  static constexpr int kChunks = kD / 8;           // 16-byte chunks per row
   static constexpr int kGroup = kChunks < 8 ? kChunks : 8;
   static constexpr int kSmemElems = (kBlockM + 2 * kBlockN) * kD;  // Q, K, V
   static_assert(kD % 32 == 0 && (kChunks % kGroup) == 0, "head dim tiles: multiples of 32, groups of 8 chunks");
@@ -178,6 +178,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   auto row_i = [&](int r) { return pack == 1 ? block_row(r) : block_row(r) / pack; };
   auto row_head = [&](int r) { return slot * pack + (pack == 1 ? 0 : block_row(r) % pack); };
   const float alibi_offset = static_cast<float>(sk_len - sq_len);
+  // Without softcap or alibi (and with a positive scale, which keeps the
+  // maximum) the scores stay unscaled, row_max too, and the scale folds into
+  // the exponent's multiply; else they are scaled first.
+  const bool raw_scores = p.softmax_scale > 0.0f && p.softcap <= 0.0f && p.alibi_slopes == nullptr;
+  const float log2_units = (raw_scores ? p.softmax_scale : 1.0f) * 1.4426950408889634f;
 
   float o[kRowTiles][kTilesD][4];
   float row_max[kRows], row_sum[kRows];
@@ -241,12 +246,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 
       // Score hooks and mask in the CPU backend's order, each a loop behind
       // one uniform branch; element e of a tile is row h = e / 2 of its row tile.
+      if (!raw_scores) {
 #pragma unroll
-      for (int mt = 0; mt < kRowTiles; ++mt) {
+        for (int mt = 0; mt < kRowTiles; ++mt) {
 #pragma unroll
-        for (int t = 0; t < kTilesN; ++t) {
+          for (int t = 0; t < kTilesN; ++t) {
 #pragma unroll
-          for (int e = 0; e < 4; ++e) s[mt][t][e] *= p.softmax_scale;
+            for (int e = 0; e < 4; ++e) s[mt][t][e] *= p.softmax_scale;
+          }
         }
       }
       if (p.softcap > 0.0f) {
@@ -274,8 +281,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
           }
         }
       }
-      if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) ||
-          j0 + kBlockN > sk_len) {
+      if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) || j0 + kBlockN > sk_len) {
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {  // the row's kept keys, relative to the tile
           const core::KeyRange keep = core::kept_keys(p.mask, row_i(r), sq_len, sk_len);
@@ -291,7 +297,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
           }
         }
       }
-      // Online softmax: l sums the weights before dropout (kept ones are scaled by 1 / (1 - p) at the end).
+      // Online softmax: l sums the weights before dropout (kept ones are
+      // scaled by 1 / (1 - p) at the end); exp(x - m) as 2^(x u - m u).
       float scale_o[kRows];
 #pragma unroll
       for (int r = 0; r < kRows; ++r) {
@@ -302,14 +309,14 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(sr[t][h], sr[t][h + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float ref = mx == -INFINITY ? 0.0f : mx;  // a row with nothing kept yet: exp(-inf) = 0
-        scale_o[r] = __expf(row_max[r] - ref);
+        const float ref = mx == -INFINITY ? 0.0f : mx * log2_units;  // nothing kept yet: exp(-inf) = 0
+        scale_o[r] = exp2_approx(row_max[r] * log2_units - ref);
         row_max[r] = mx;
         float sum = 0.0f;
 #pragma unroll
         for (int t = 0; t < kTilesN; ++t) {
-          sr[t][h] = __expf(sr[t][h] - ref);
-          sr[t][h + 1] = __expf(sr[t][h + 1] - ref);
+          sr[t][h] = exp2_approx(fmaf(sr[t][h], log2_units, -ref));
+          sr[t][h + 1] = exp2_approx(fmaf(sr[t][h + 1], log2_units, -ref));
           sum += sr[t][h] + sr[t][h + 1];
         }
         row_sum[r] = row_sum[r] * scale_o[r] + sum;  // this lane's part; the quad's sum is taken at the end
@@ -339,12 +346,19 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
           }
         }
       }
+      // O rescaled only when a row's maximum moved (x 1 is exact): after the
+      // first tiles, most tiles skip these kRowTiles x kD / 2 multiplies.
+      bool moved = false;
 #pragma unroll
-      for (int mt = 0; mt < kRowTiles; ++mt) {
+      for (int r = 0; r < kRows; ++r) moved |= scale_o[r] != 1.0f;
+      if (__any_sync(0xffffffffu, moved)) {
 #pragma unroll
-        for (int t = 0; t < kTilesD; ++t) {
-          o[mt][t][0] *= scale_o[2 * mt], o[mt][t][1] *= scale_o[2 * mt];
-          o[mt][t][2] *= scale_o[2 * mt + 1], o[mt][t][3] *= scale_o[2 * mt + 1];
+        for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+          for (int t = 0; t < kTilesD; ++t) {
+            o[mt][t][0] *= scale_o[2 * mt], o[mt][t][1] *= scale_o[2 * mt];
+            o[mt][t][2] *= scale_o[2 * mt + 1], o[mt][t][3] *= scale_o[2 * mt + 1];
+          }
         }
       }
     }
@@ -400,7 +414,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     const std::int64_t i = row_i(r), head = row_head(r);
     const bool empty = sum == 0.0f;
     const float inv = empty ? 0.0f : keep_scale / sum;
-    const float lse = empty ? -INFINITY : row_max[r] + logf(sum);
+    const float lse = empty ? -INFINITY : row_max[r] * (raw_scores ? p.softmax_scale : 1.0f) + logf(sum);
     if (plan.splits > 1) {
       const std::int64_t row = p.is_varlen() ? seq.q_start + i : b * p.seqlen_q + i;
       const std::int64_t at = (split * plan.partial_rows + row) * p.heads_q + head;
@@ -426,8 +440,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
       }
     }
     if (p.lse && c4 == 0) {
-      p.lse[b * p.lse_batch_stride + head * p.lse_head_stride + seq.q_start + i] =
-          empty ? p.lse_of_empty_row : lse;
+      p.lse[b * p.lse_batch_stride + head * p.lse_head_stride + seq.q_start + i] = empty ? p.lse_of_empty_row : lse;
     }
   }
 }

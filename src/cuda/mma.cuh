@@ -66,6 +66,14 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
   }
 }
 
+// 2^x, the multifunction unit's approximation (2 ulp; flushes subnormals),
+// as __expf uses it.
+__device__ __forceinline__ float exp2_approx(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Two floats as one register of two Elem (x in the low half), rounded to nearest.
 template <class Elem>
 __device__ __forceinline__ std::uint32_t pack2(float x, float y) {

@@ -295,6 +295,16 @@ T __shfl_xor_sync(unsigned mask, T value, int lane_mask) {
   return all[emu::detail::current().lane ^ lane_mask];
 }
 
+// vote.sync.any over the whole warp: whether any lane's predicate is true.
+inline bool __any_sync(unsigned mask, bool predicate) {
+  if (mask != 0xffffffffu) emu::detail::fault("__any_sync: only full-warp masks are emulated");
+  const auto all = emu::detail::warp_exchange("vote.sync.any", predicate);
+  for (bool p : all) {
+    if (p) return true;
+  }
+  return false;
+}
+
 // bar.warp.sync over the whole warp.
 inline void __syncwarp(unsigned mask = 0xffffffffu) {
   if (mask != 0xffffffffu) emu::detail::fault("__syncwarp: only full-warp masks are emulated");

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <deque>
@@ -179,6 +180,9 @@ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], std::uint32_t b0, std
     d[i] = sum;
   }
 }
+
+// ex2.approx.ftz.f32: 2^x (the host's exact one; the device's is within 2 ulp).
+inline float exp2_approx(float x) { return std::exp2(x); }
 
 // Two floats as one register of two Elem, each rounded to nearest even,
 // x in bits 0-15.
