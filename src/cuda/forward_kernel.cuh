@@ -69,22 +69,48 @@ __device__ __forceinline__ int swizzled(int r, int c) {
   return r * kD + (((c & ~(G - 1)) | ((c ^ r) & (G - 1))) << 3);
 }
 
+// One lane's ldmatrix addresses in a swizzled tile: row lane_row + R,
+// chunk lane_chunk + C, with lane_chunk 0 or 1, R a multiple of 8 and C
+// even (constants of the unrolled loops). Then the swizzle's XOR involves
+// the lane's constant y and C alone, so each address is a constant XOR and
+// offset from two per-lane values, not a swizzle formed per ldmatrix.
+template <int kD>
+struct SwizzledLane {
+  static constexpr int G = ForwardShape<kD>::kGroup;
+  int base;  // lane_row kD
+  int y;     // (lane_chunk ^ lane_row) mod G
+  __device__ __forceinline__ SwizzledLane(int lane_row, int lane_chunk)
+      : base(lane_row * kD), y((lane_chunk ^ lane_row) & (G - 1)) {}
+  // == swizzled<kD>(lane_row + R, lane_chunk + C)
+  __device__ __forceinline__ int at(int R, int C) const {
+    return base + R * kD + (((C & ~(G - 1)) | ((C & (G - 1)) ^ y)) << 3);
+  }
+};
+
 // A kRows x kD tile from global rows (row r at row_at(r), an Elem*), rows
-// at or past `valid` and columns at or past `cols` zero. vec16: cp.async
-// of 16-byte chunks (committed by the caller), thread t taking chunks t +
-// i kThreads; every row address is formed before the first copy, so a paged
-// tile's page-table reads are in flight together. Else element loads stored
-// at once (the tile is free: the caller has synchronised).
+// at or past `valid` (>= 1) and columns at or past `cols` zero. row_stride
+// nonzero: the rows are evenly spaced, row r at row_at(0) + r row_stride,
+// with no per-row lookup (contiguous k and v; q without GQA packing). vec16:
+// cp.async of 16-byte chunks (committed by the caller), thread t taking
+// chunks t + i kThreads; every row address is formed before the first copy,
+// so a paged tile's page-table reads are in flight together. Else element
+// loads stored at once (the tile is free: the caller has synchronised).
 template <int kD, int kRows, class Elem, class RowAt>
-__device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, int valid, int cols, bool vec16) {
+__device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, std::int64_t row_stride, int valid, int cols,
+                                          bool vec16) {
   constexpr int kChunks = kD / 8, kPerThread = kRows * kChunks / kThreads;
   static_assert(kRows * kChunks % kThreads == 0, "a tile's chunks: whole rounds of the block's threads");
   if (vec16) {
     const Elem* rows[kPerThread];
+    if (row_stride != 0) {
+      const Elem* first = row_at(0);
 #pragma unroll
-    for (int i = 0; i < kPerThread; ++i) {
-      const int r = (static_cast<int>(threadIdx.x) + i * kThreads) / kChunks;
-      rows[i] = r < valid ? row_at(r) : nullptr;
+      for (int i = 0; i < kPerThread; ++i)
+        rows[i] = first + ((static_cast<int>(threadIdx.x) + i * kThreads) / kChunks) * row_stride;
+    } else {
+#pragma unroll
+      for (int i = 0; i < kPerThread; ++i)  // rows past `valid` look up the last valid one (never copied)
+        rows[i] = row_at(std::min((static_cast<int>(threadIdx.x) + i * kThreads) / kChunks, valid - 1));
     }
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
@@ -184,6 +210,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const bool raw_scores = p.softmax_scale > 0.0f && p.softcap <= 0.0f && p.alibi_slopes == nullptr;
   const float log2_units = (raw_scores ? p.softmax_scale : 1.0f) * 1.4426950408889634f;
 
+  // The lane's rows of the four 8x8 matrices of each ldmatrix_x4 (see mma.cuh).
+  const SwizzledLane<kD> q_lane(warp_row + lane % 16, lane / 16);
+  const SwizzledLane<kD> k_lane(lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const SwizzledLane<kD> v_lane(lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
+
   float o[kRowTiles][kTilesD][4];
   float row_max[kRows], row_sum[kRows];
 #pragma unroll
@@ -196,12 +227,12 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 
   const int cols_k = static_cast<int>(p.head_dim), cols_v = static_cast<int>(p.head_dim_v);
   auto keys_in = [&](std::int64_t j0) { return static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)); };
-  load_tile<kD, kBlockM>(sq, q_row, rows_valid, cols_k, plan.vec_q);
+  load_tile<kD, kBlockM>(sq, q_row, pack == 1 ? p.q_stride.row : 0, rows_valid, cols_k, plan.vec_q);
   cp_async_commit();  // Q alone: the rotary waits for it while K is in flight
   if (n_first < n_end) {
     const std::int64_t j0 = n_first * kBlockN;
     load_tile<kD, kBlockN>(
-        sk, [&](int r) { return k_rows(j0 + r); }, keys_in(j0), cols_k, plan.vec_k);
+        sk, [&](int r) { return k_rows(j0 + r); }, k_rows.even_stride(), keys_in(j0), cols_k, plan.vec_k);
   }
   cp_async_commit();
   if (p.rotary.rotate_q) {
@@ -215,7 +246,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     cp_async_wait<0>();
     __syncthreads();  // K (and Q) resident; every warp done with the last V
     load_tile<kD, kBlockN>(
-        sv, [&](int r) { return v_rows(j0 + r); }, keys_in(j0), cols_v, plan.vec_v);
+        sv, [&](int r) { return v_rows(j0 + r); }, v_rows.even_stride(), keys_in(j0), cols_v, plan.vec_v);
     cp_async_commit();
 
     // S = Q K^T for the warp's row tiles x kBlockN keys; each K fragment feeds every row tile.
@@ -230,12 +261,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
       for (int kk = 0; kk < kD / 16; ++kk) {
         std::uint32_t a[kRowTiles][4];
 #pragma unroll
-        for (int mt = 0; mt < kRowTiles; ++mt)
-          ldmatrix_x4(a[mt], sq + swizzled<kD>(warp_row + 16 * mt + lane % 16, 2 * kk + lane / 16));
+        for (int mt = 0; mt < kRowTiles; ++mt) ldmatrix_x4(a[mt], sq + q_lane.at(16 * mt, 2 * kk));
 #pragma unroll
         for (int j = 0; j < kTilesN / 2; ++j) {
           std::uint32_t bk[4];
-          ldmatrix_x4(bk, sk + swizzled<kD>(16 * j + lane % 8 + (lane / 16) * 8, 2 * kk + (lane / 8) % 2));
+          ldmatrix_x4(bk, sk + k_lane.at(16 * j, 2 * kk));
 #pragma unroll
           for (int mt = 0; mt < kRowTiles; ++mt) {
             mma_16816<Elem>(s[mt][2 * j], a[mt], bk[0], bk[1]);
@@ -368,7 +398,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     if (n + 1 < n_end) {
       const std::int64_t next = j0 + kBlockN;
       load_tile<kD, kBlockN>(
-          sk, [&](int r) { return k_rows(next + r); }, keys_in(next), cols_k, plan.vec_k);
+          sk, [&](int r) { return k_rows(next + r); }, k_rows.even_stride(), keys_in(next), cols_k, plan.vec_k);
     }
     cp_async_commit();
 
@@ -388,7 +418,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 #pragma unroll
         for (int j = 0; j < kTilesD / 2; ++j) {
           std::uint32_t bv[4];
-          ldmatrix_x4_trans(bv, sv + swizzled<kD>(16 * kk + lane % 8 + ((lane / 8) % 2) * 8, 2 * j + lane / 16));
+          ldmatrix_x4_trans(bv, sv + v_lane.at(16 * kk, 2 * j));
 #pragma unroll
           for (int mt = 0; mt < kRowTiles; ++mt) {
             mma_16816<Elem>(o[mt][2 * j], a[mt], bv[0], bv[1]);

@@ -69,6 +69,9 @@ struct KeyRows {
   core::FastDivmod page_size;
   std::int32_t last_page;
 
+  // Elements from one row to the next where rows are evenly spaced (not paged), else 0.
+  __device__ __forceinline__ std::int64_t even_stride() const { return pages == nullptr ? row_stride : 0; }
+
   __device__ __forceinline__ const Elem* operator()(std::int64_t j) const {
     if (pages == nullptr) return base + j * row_stride;
     const auto jj = static_cast<std::uint32_t>(j);  // 0 <= j < seqlen_k <= int32 max (bounded_extent)
