@@ -10,8 +10,8 @@
 //   O += P V    P re-packed from S's registers as the A operand (no shared
 //   memory), V by ldmatrix.trans.
 // Loads are cp.async when rows are 16-byte aligned (element loads
-// otherwise): V of the tile is in flight while S is computed, K of the
-// next tile while P V is. Shared tiles are rows of kD elements in 16-byte
+// otherwise), in two stages: K and V of the next tile are in flight while
+// the whole tile is computed, behind one barrier per tile. Shared tiles are rows of kD elements in 16-byte
 // chunks, chunk c of row r stored at chunk c ^ (r mod G) within its group
 // of G = min(8, kD / 8) chunks, so the 8 rows an ldmatrix reads fall in
 // different banks. Rows and keys past a sequence's end, and columns past
@@ -55,7 +55,7 @@ struct ForwardShape {
   static constexpr int kBlockN = key_block(kD);    // keys per tile
   static constexpr int kChunks = kD / 8;           // 16-byte chunks per row
   static constexpr int kGroup = kChunks < 8 ? kChunks : 8;
-  static constexpr int kSmemElems = (kBlockM + 2 * kBlockN) * kD;  // Q, K, V
+  static constexpr int kSmemElems = (kBlockM + 4 * kBlockN) * kD;  // Q, two stages of K and V
   static_assert(kD % 32 == 0 && (kChunks % kGroup) == 0, "head dim tiles: multiples of 32, groups of 8 chunks");
 };
 
@@ -166,8 +166,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const ForwardPlan& plan = args.plan;
   extern __shared__ __align__(128) unsigned char smem_raw[];
   Elem* sq = reinterpret_cast<Elem*>(smem_raw);
-  Elem* sk = sq + kBlockM * kD;
-  Elem* sv = sk + kBlockN * kD;
+  // Two stages of K and V: tile n in stage n mod 2.
+  Elem* const sk_stages = sq + kBlockM * kD;
+  Elem* const sv_stages = sk_stages + 2 * kBlockN * kD;
 
   const std::int64_t m_block = blockIdx.x % plan.m_blocks, split = blockIdx.x / plan.m_blocks;
   const std::int64_t slot = blockIdx.y, b = blockIdx.z, pack = plan.pack;
@@ -227,13 +228,20 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 
   const int cols_k = static_cast<int>(p.head_dim), cols_v = static_cast<int>(p.head_dim_v);
   auto keys_in = [&](std::int64_t j0) { return static_cast<int>(std::min<std::int64_t>(kBlockN, sk_len - j0)); };
-  load_tile<kD, kBlockM>(sq, q_row, pack == 1 ? p.q_stride.row : 0, rows_valid, cols_k, plan.vec_q);
-  cp_async_commit();  // Q alone: the rotary waits for it while K is in flight
-  if (n_first < n_end) {
-    const std::int64_t j0 = n_first * kBlockN;
+  // Tile n's K and V, one cp.async group, into stage n mod 2.
+  auto load_keys = [&](std::int64_t n) {
+    const std::int64_t j0 = n * kBlockN;
+    const int stage = static_cast<int>(n & 1);
     load_tile<kD, kBlockN>(
-        sk, [&](int r) { return k_rows(j0 + r); }, k_rows.even_stride(), keys_in(j0), cols_k, plan.vec_k);
-  }
+        sk_stages + stage * kBlockN * kD, [&](int r) { return k_rows(j0 + r); }, k_rows.even_stride(), keys_in(j0),
+        cols_k, plan.vec_k);
+    load_tile<kD, kBlockN>(
+        sv_stages + stage * kBlockN * kD, [&](int r) { return v_rows(j0 + r); }, v_rows.even_stride(), keys_in(j0),
+        cols_v, plan.vec_v);
+  };
+  load_tile<kD, kBlockM>(sq, q_row, pack == 1 ? p.q_stride.row : 0, rows_valid, cols_k, plan.vec_q);
+  cp_async_commit();  // Q alone: the rotary waits for it while the first keys are in flight
+  if (n_first < n_end) load_keys(n_first);
   cp_async_commit();
   if (p.rotary.rotate_q) {
     cp_async_wait<1>();
@@ -243,10 +251,11 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 
   for (std::int64_t n = n_first; n < n_end; ++n) {
     const std::int64_t j0 = n * kBlockN;
+    const Elem* sk = sk_stages + (n & 1) * kBlockN * kD;
+    const Elem* sv = sv_stages + (n & 1) * kBlockN * kD;
     cp_async_wait<0>();
-    __syncthreads();  // K (and Q) resident; every warp done with the last V
-    load_tile<kD, kBlockN>(
-        sv, [&](int r) { return v_rows(j0 + r); }, v_rows.even_stride(), keys_in(j0), cols_v, plan.vec_v);
+    __syncthreads();  // tile n (and Q) resident; every warp done with tile n - 1, whose stage the next load takes
+    if (n + 1 < n_end) load_keys(n + 1);
     cp_async_commit();
 
     // S = Q K^T for the warp's row tiles x kBlockN keys; each K fragment feeds every row tile.
@@ -392,15 +401,6 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         }
       }
     }
-
-    cp_async_wait<0>();
-    __syncthreads();  // V resident; every warp done with K
-    if (n + 1 < n_end) {
-      const std::int64_t next = j0 + kBlockN;
-      load_tile<kD, kBlockN>(
-          sk, [&](int r) { return k_rows(next + r); }, k_rows.even_stride(), keys_in(next), cols_k, plan.vec_k);
-    }
-    cp_async_commit();
 
     // O += P V: P (16 x kBlockN per row tile) as A fragments straight from
     // S's registers; each V fragment feeds every row tile.
