@@ -1,7 +1,8 @@
 // The CUDA forward's launcher and its kernel table (see forward_kernel.cuh),
 // and the kv-cache append's (append_kernel.cuh). Instantiated kernels,
 // deliberately few: 2 dtypes (f16, bf16) x 5 head-dim tiles (32, 64, 128,
-// 192, 256) = 10 forward kernels, plus 2 merge kernels and 2 append kernels
+// 192, 256) x 2 forms (rows by warp; keys by warp, for decoding's short
+// queries) = 20 forward kernels, plus 2 merge kernels and 2 append kernels
 // (one per dtype). Masks, softcap, alibi, dropout, varlen, paging, row
 // packing and the load paths are runtime branches that are uniform over a
 // launch, not template arguments; a head dim runs in the smallest tile that
@@ -25,10 +26,10 @@ dim3 dims(const GridDims& g) {
   return dim3(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y), static_cast<unsigned>(g.z));
 }
 
-template <int kD, class Elem>
+template <int kD, bool kKeysByWarp, class Elem>
 void launch(const ForwardArgs& args, cudaStream_t stream) {
-  constexpr int kSmemBytes = ForwardShape<kD>::kSmemElems * static_cast<int>(sizeof(Elem));
-  auto* kernel = &forward_kernel<kD, Elem>;
+  constexpr int kSmemBytes = ForwardShape<kD, kKeysByWarp>::kSmemElems * static_cast<int>(sizeof(Elem));
+  auto* kernel = &forward_kernel<kD, kKeysByWarp, Elem>;
   // Over 48 KiB of dynamic shared memory needs the opt-in; the attribute is per kernel and cheap to set again.
   FLASHATTN_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemBytes));
   kernel<<<dims(forward_grid(args.plan, args.p)), kThreads, kSmemBytes, stream>>>(args);
@@ -146,9 +147,9 @@ void run_forward(const AttentionParams& p, void* stream) {
   if (p.batch == 0 || p.seqlen_q == 0) return;
   const ForwardArgs args = make_args(p, multiprocessors);
   const auto s = static_cast<cudaStream_t>(stream);
-  with_tile(args.plan.tile, [&]<int kD>() {
-    if (p.dtype == DType::f16) return launch<kD, __half>(args, s);
-    launch<kD, __nv_bfloat16>(args, s);
+  with_kernel(args.plan, [&]<int kD, bool kKeysByWarp>() {
+    if (p.dtype == DType::f16) return launch<kD, kKeysByWarp, __half>(args, s);
+    launch<kD, kKeysByWarp, __nv_bfloat16>(args, s);
   });
 }
 

@@ -2,7 +2,10 @@
 // thread block of 4 warps owns kBlockM rows of one (batch, head slot), each
 // warp kRowTiles tiles of 16 rows (128 rows, 2 tiles, up to head-dim tile
 // 128; 64 rows, 1 tile, above); a row is a (query row, query head) pair
-// (ForwardPlan's pack). Per key tile of kBlockN keys:
+// (ForwardPlan's pack). Keys by warp (kKeysByWarp, decoding's short
+// queries): the block's 16 rows are every warp's, each warp computes its own
+// 16 keys of each 64-key tile, and merge_warps combines the four softmax
+// states at the end. Per key tile of kBlockN keys:
 //   S = Q K^T   mma.sync m16n8k16, Q and K from shared memory by ldmatrix;
 //   the score hooks (scale, softcap, alibi, the mask predicate), the online
 //   softmax and dropout on S's registers, rows reduced over the 4 lanes
@@ -48,12 +51,14 @@ inline void bind_partials(ForwardArgs& args, void* workspace) {
   args.partial_lse = args.partial_out + args.plan.splits * args.plan.partial_rows * args.p.heads_q * args.p.head_dim_v;
 }
 
-template <int kD>
+template <int kD, bool kKeysByWarp = false>
 struct ForwardShape {
-  static constexpr int kRowTiles = row_tiles(kD);  // 16-row tiles per warp
-  static constexpr int kBlockM = block_rows(kD);   // rows per block
-  static constexpr int kBlockN = key_block(kD);    // keys per tile
-  static constexpr int kChunks = kD / 8;           // 16-byte chunks per row
+  static constexpr TileShape kShape = tile_shape(kD, kKeysByWarp);
+  static constexpr int kRowTiles = kShape.row_tiles;            // 16-row tiles per warp
+  static constexpr int kBlockM = kShape.block_m;                // rows per block
+  static constexpr int kBlockN = kShape.block_n;                // keys per tile
+  static constexpr int kWarpKeys = kKeysByWarp ? 16 : kBlockN;  // a warp's keys of a tile
+  static constexpr int kChunks = kD / 8;                        // 16-byte chunks per row
   static constexpr int kGroup = kChunks < 8 ? kChunks : 8;
   static constexpr int kSmemElems = (kBlockM + 4 * kBlockN) * kD;  // Q, two stages of K and V
   static_assert(kD % 32 == 0 && (kChunks % kGroup) == 0, "head dim tiles: multiples of 32, groups of 8 chunks");
@@ -98,8 +103,7 @@ struct SwizzledLane {
 template <int kD, int kRows, class Elem, class RowAt>
 __device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, std::int64_t row_stride, int valid, int cols,
                                           bool vec16) {
-  constexpr int kChunks = kD / 8, kPerThread = kRows * kChunks / kThreads;
-  static_assert(kRows * kChunks % kThreads == 0, "a tile's chunks: whole rounds of the block's threads");
+  constexpr int kChunks = kD / 8, kTotal = kRows * kChunks, kPerThread = (kTotal + kThreads - 1) / kThreads;
   if (vec16) {
     const Elem* rows[kPerThread];
     if (row_stride != 0) {
@@ -115,6 +119,7 @@ __device__ __forceinline__ void load_tile(Elem* tile, RowAt row_at, std::int64_t
 #pragma unroll
     for (int i = 0; i < kPerThread; ++i) {
       const int idx = static_cast<int>(threadIdx.x) + i * kThreads, r = idx / kChunks, c = idx % kChunks;
+      if (kTotal % kThreads != 0 && idx >= kTotal) break;  // a last partial round (16-row Q tiles of 32 columns)
       const bool inside = r < valid && c * 8 < cols;
       cp_async_16(tile + swizzled<kD>(r, c), inside ? static_cast<const void*>(rows[i] + c * 8) : kZeroSource,
                   inside ? 16 : 0);
@@ -157,11 +162,73 @@ __device__ __forceinline__ void rotate_q_tile(Elem* tile, const AttentionParams&
   }
 }
 
-template <int kD, class Elem>
+// Keys by warp: every warp holds the same 16 rows' softmax state (row_max,
+// its lane's part of row_sum, O) over its own keys. Warps 1.. leave theirs
+// in shared memory (the K and V stages, free once every warp is past the
+// key loop) and return false; warp 0 returns true holding the merged state:
+// m = max of the warps' maxima, each warp's l and O scaled by 2^((m_w - m) u)
+// and summed (a warp that kept no key of a row has m_w = -inf: weight 0).
+template <int kD, int kTilesD>
+__device__ __forceinline__ bool merge_warps(float* smem, float (&o)[kTilesD][4], float (&row_max)[2],
+                                            float (&row_sum)[2], float log2_units) {
+  constexpr int kSlots = 4 + 4 * kTilesD;  // row_max, row_sum, O: lane l's slot k at smem[(w kSlots + k) 32 + l]
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  cp_async_wait<0>();
+  __syncthreads();  // every warp done with K and V
+  if (warp > 0) {
+    float* mine = smem + (warp * kSlots) * 32 + lane;
+    mine[0] = row_max[0], mine[32] = row_max[1], mine[64] = row_sum[0], mine[96] = row_sum[1];
+#pragma unroll
+    for (int t = 0; t < kTilesD; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) mine[(4 + 4 * t + e) * 32] = o[t][e];
+    }
+  }
+  __syncthreads();
+  if (warp > 0) return false;
+  float m[2] = {row_max[0], row_max[1]};
+  for (int w = 1; w < kWarps; ++w) {
+    const float* theirs = smem + (w * kSlots) * 32 + lane;
+    m[0] = fmaxf(m[0], theirs[0]), m[1] = fmaxf(m[1], theirs[32]);
+  }
+  float mine_weight[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const float ref = m[r] == -INFINITY ? 0.0f : m[r] * log2_units;
+    mine_weight[r] = exp2_approx(row_max[r] * log2_units - ref);
+    row_sum[r] *= mine_weight[r];
+  }
+#pragma unroll
+  for (int t = 0; t < kTilesD; ++t) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) o[t][e] *= mine_weight[e / 2];
+  }
+  for (int w = 1; w < kWarps; ++w) {
+    const float* theirs = smem + (w * kSlots) * 32 + lane;
+    float weight[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float ref = m[r] == -INFINITY ? 0.0f : m[r] * log2_units;
+      weight[r] = exp2_approx(theirs[32 * r] * log2_units - ref);
+      row_sum[r] += weight[r] * theirs[64 + 32 * r];
+    }
+#pragma unroll
+    for (int t = 0; t < kTilesD; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[t][e] += weight[e / 2] * theirs[(4 + 4 * t + e) * 32];
+    }
+  }
+  row_max[0] = m[0], row_max[1] = m[1];
+  return true;
+}
+
+template <int kD, bool kKeysByWarp, class Elem>
 __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant__ ForwardArgs args) {
-  using Shape = ForwardShape<kD>;
+  using Shape = ForwardShape<kD, kKeysByWarp>;
   constexpr int kBlockM = Shape::kBlockM, kRowTiles = Shape::kRowTiles, kRows = 2 * kRowTiles;
-  constexpr int kBlockN = Shape::kBlockN, kTilesN = kBlockN / 8, kTilesD = kD / 8;
+  constexpr int kBlockN = Shape::kBlockN, kWarpKeys = Shape::kWarpKeys, kTilesN = kWarpKeys / 8, kTilesD = kD / 8;
+  static_assert(!kKeysByWarp || kWarps * (4 + 4 * kTilesD) * 32 * 4 <= Shape::kSmemElems * sizeof(Elem),
+                "merge_warps' states fit the tiles' shared memory");
   const AttentionParams& p = args.p;
   const ForwardPlan& plan = args.plan;
   extern __shared__ __align__(128) unsigned char smem_raw[];
@@ -173,7 +240,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
   const std::int64_t m_block = blockIdx.x % plan.m_blocks, split = blockIdx.x / plan.m_blocks;
   const std::int64_t slot = blockIdx.y, b = blockIdx.z, pack = plan.pack;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
-  const int warp_row = warp * 16 * kRowTiles;  // the warp's first row in the block
+  // The warp's first row in the block, and first key in a tile.
+  const int warp_row = kKeysByWarp ? 0 : warp * 16 * kRowTiles;
+  const int warp_key = kKeysByWarp ? warp * kWarpKeys : 0;
   const core::SequenceExtent seq = bounded_extent(p, b);
   const std::int64_t sq_len = seq.seqlen_q, sk_len = seq.seqlen_k;
   const std::int64_t m0 = m_block * kBlockM;
@@ -213,8 +282,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 
   // The lane's rows of the four 8x8 matrices of each ldmatrix_x4 (see mma.cuh).
   const SwizzledLane<kD> q_lane(warp_row + lane % 16, lane / 16);
-  const SwizzledLane<kD> k_lane(lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
-  const SwizzledLane<kD> v_lane(lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
+  const SwizzledLane<kD> k_lane(warp_key + lane % 8 + (lane / 16) * 8, (lane / 8) % 2);
+  const SwizzledLane<kD> v_lane(warp_key + lane % 8 + ((lane / 8) % 2) * 8, lane / 16);
 
   float o[kRowTiles][kTilesD][4];
   float row_max[kRows], row_sum[kRows];
@@ -313,7 +382,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 #pragma unroll
             for (int e = 0; e < 4; ++e) {
               const int r = 2 * mt + e / 2;
-              const std::int64_t j = j0 + 8 * t + 2 * c4 + e % 2;
+              const std::int64_t j = j0 + warp_key + 8 * t + 2 * c4 + e % 2;
               const float slope = p.alibi_slopes[b * p.alibi_batch_stride + row_head(r)];
               s[mt][t][e] -= slope * fabsf(static_cast<float>(row_i(r)) + alibi_offset - static_cast<float>(j));
             }
@@ -324,8 +393,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
 #pragma unroll
         for (int r = 0; r < kRows; ++r) {  // the row's kept keys, relative to the tile
           const core::KeyRange keep = core::kept_keys(p.mask, row_i(r), sq_len, sk_len);
-          const int lo = static_cast<int>(clamp_index(keep.begin - j0, 0, kBlockN));
-          const int hi = static_cast<int>(clamp_index(keep.end - j0, 0, kBlockN));
+          const int lo = static_cast<int>(clamp_index(keep.begin - j0 - warp_key, 0, kWarpKeys));
+          const int hi = static_cast<int>(clamp_index(keep.end - j0 - warp_key, 0, kWarpKeys));
 #pragma unroll
           for (int t = 0; t < kTilesN; ++t) {
 #pragma unroll
@@ -370,7 +439,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
               core::make_dropout_stream(p.seed, p.offset, p.dropout_p, b, row_head(r), p.heads_q);
           const std::int64_t i = row_i(r);
           for (int t = 0; t < kTilesN; ++t) {
-            const std::int64_t j = j0 + 8 * t + 2 * c4;
+            const std::int64_t j = j0 + warp_key + 8 * t + 2 * c4;
             dropped[r] |= ((drop.dropped_bits(i, j >> 2) >> (j & 3)) & 3u) << (2 * t);
           }
         }
@@ -406,7 +475,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
     // S's registers; each V fragment feeds every row tile.
     if (computes) {
 #pragma unroll
-      for (int kk = 0; kk < kBlockN / 16; ++kk) {
+      for (int kk = 0; kk < kWarpKeys / 16; ++kk) {
         std::uint32_t a[kRowTiles][4];
 #pragma unroll
         for (int mt = 0; mt < kRowTiles; ++mt) {
@@ -427,6 +496,10 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         }
       }
     }
+  }
+
+  if constexpr (kKeysByWarp) {
+    if (!merge_warps<kD, kTilesD>(reinterpret_cast<float*>(smem_raw), o[0], row_max, row_sum, log2_units)) return;
   }
 
   // out = O * keep_scale / l and lse, or this chunk's fp32 partials. Rows

@@ -49,14 +49,41 @@ void with_tile(int tile, Fn&& fn) {
   }
 }
 
+// fn.template operator()<kD, kKeysByWarp>() for the plan's kernel: the one
+// list of instantiated forward kernels (the launcher's and the emulator's).
+template <class Plan, class Fn>
+void with_kernel(const Plan& plan, Fn&& fn) {
+  with_tile(plan.tile, [&]<int kD>() {
+    if (plan.keys_by_warp) return fn.template operator()<kD, true>();
+    fn.template operator()<kD, false>();
+  });
+}
+
 // Keys per tile: S (row_tiles x 16 x block_n) and O (row_tiles x 16 x tile)
 // of a warp fit its registers.
 inline constexpr int key_block(int tile) { return tile <= 64 ? 64 : 32; }
 
+// Short queries (decoding: seqlen_q x pack at most 16 rows) run the
+// kernel's keys-by-warp form: one row tile of 16 rows shared by the warps,
+// each warp taking its own 16 keys of every 64-key tile, the warps' partial
+// softmax states merged at the end. Otherwise one warp alone would compute
+// (the others' rows are padding) while the block's loads wait on it.
+inline constexpr int kKeysByWarpRows = 16;
+struct TileShape {
+  int row_tiles = 0;  // 16-row tiles per warp
+  int block_m = 0;    // rows per block
+  int block_n = 0;    // keys per tile
+};
+inline constexpr TileShape tile_shape(int tile, bool keys_by_warp) {
+  if (keys_by_warp) return {1, kKeysByWarpRows, 16 * kWarps};
+  return {row_tiles(tile), block_rows(tile), key_block(tile)};
+}
+
 struct ForwardPlan {
-  int tile = 0;     // head-dim tile of max(head_dim, head_dim_v)
-  int block_n = 0;  // keys per key tile
-  int block_m = 0;  // rows per thread block (block_rows)
+  int tile = 0;               // head-dim tile of max(head_dim, head_dim_v)
+  bool keys_by_warp = false;  // the kernel's keys-by-warp form (tile_shape)
+  int block_n = 0;            // keys per key tile
+  int block_m = 0;            // rows per thread block (block_rows)
   // Rows of a block are (query row i, query head h) pairs: row R of head
   // slot s is i = R / pack, h = s * pack + R % pack. pack = 1: one head per
   // block (grid.y = heads_q). pack = group (query heads per kv head): the
@@ -101,10 +128,12 @@ inline bool rows_aligned(const void* data, const BshdStrides& s, std::int64_t di
 inline ForwardPlan plan_forward(const AttentionParams& p, int multiprocessors) {
   ForwardPlan plan;
   plan.tile = head_dim_tile(std::max(p.head_dim, p.head_dim_v));
-  plan.block_n = key_block(plan.tile);
-  plan.block_m = block_rows(plan.tile);
   const std::int64_t group = p.heads_kv > 0 ? p.heads_q / p.heads_kv : 1;
-  plan.pack = group > 1 && p.seqlen_q < plan.block_m ? group : 1;
+  plan.pack = group > 1 && p.seqlen_q < block_rows(plan.tile) ? group : 1;
+  plan.keys_by_warp = p.seqlen_q * plan.pack <= kKeysByWarpRows;
+  const TileShape shape = tile_shape(plan.tile, plan.keys_by_warp);
+  plan.block_m = shape.block_m;
+  plan.block_n = shape.block_n;
   plan.head_slots = p.heads_q / plan.pack;
   plan.m_blocks = (p.seqlen_q * plan.pack + plan.block_m - 1) / plan.block_m;
   plan.partial_rows = p.is_varlen() ? p.bounds.rows_q : p.batch * p.seqlen_q;

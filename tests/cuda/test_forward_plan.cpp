@@ -55,10 +55,15 @@ TEST(ForwardPlan, DecodingPacksAKvGroupsHeadsIntoOneBlock) {
   EXPECT_EQ(decode.pack, 4);
   EXPECT_EQ(decode.head_slots, 8);
   EXPECT_EQ(decode.m_blocks, 1);
+  EXPECT_TRUE(decode.keys_by_warp);  // 4 rows: every warp on the same rows, 16 keys of each 64 each
+  EXPECT_EQ(decode.block_m, 16);
+  EXPECT_EQ(decode.block_n, 64);
   const ForwardPlan prefill = plan_forward(problem(1, 32, 8, 2048, 2048, 128, kData), kH100Multiprocessors);
   EXPECT_EQ(prefill.pack, 1);
   EXPECT_EQ(prefill.head_slots, 32);
+  EXPECT_FALSE(prefill.keys_by_warp);
   EXPECT_EQ(prefill.block_m, 128);
+  EXPECT_EQ(prefill.block_n, 32);
   EXPECT_EQ(prefill.m_blocks, 16);
   const ForwardPlan mha = plan_forward(problem(1, 32, 32, 1, 4096, 128, kData), kH100Multiprocessors);
   EXPECT_EQ(mha.pack, 1);
@@ -66,6 +71,11 @@ TEST(ForwardPlan, DecodingPacksAKvGroupsHeadsIntoOneBlock) {
   const ForwardPlan short_gqa = plan_forward(problem(2, 16, 2, 10, 100, 64, kData), kH100Multiprocessors);
   EXPECT_EQ(short_gqa.pack, 8);
   EXPECT_EQ(short_gqa.m_blocks, 1);  // 10 rows x 8 heads = 80 rows
+  EXPECT_FALSE(short_gqa.keys_by_warp);
+  const ForwardPlan two_rows = plan_forward(problem(1, 32, 4, 2, 5000, 64, kData), kH100Multiprocessors);
+  EXPECT_TRUE(two_rows.keys_by_warp);  // 2 rows x 8 heads = 16 rows: the keys-by-warp limit
+  const ForwardPlan three_rows = plan_forward(problem(1, 32, 4, 3, 5000, 64, kData), kH100Multiprocessors);
+  EXPECT_FALSE(three_rows.keys_by_warp);
   const ForwardPlan wide = plan_forward(problem(2, 16, 2, 100, 100, 256, kData), kH100Multiprocessors);
   EXPECT_EQ(wide.pack, 1);
   EXPECT_EQ(wide.m_blocks, 2);  // 64-row blocks for the 256 tile
@@ -75,7 +85,7 @@ TEST(ForwardPlan, SplitsFollowTheSharedHeuristicAndSizeTheWorkspace) {
   AttentionParams p = problem(1, 32, 8, 1, 65536, 128, kData);
   p.num_splits = 0;
   const ForwardPlan heuristic = plan_forward(p, kH100Multiprocessors);
-  EXPECT_EQ(heuristic.splits, core::choose_num_splits(8, 65536 / 32, kH100Multiprocessors));
+  EXPECT_EQ(heuristic.splits, core::choose_num_splits(8, 65536 / 64, kH100Multiprocessors));
   EXPECT_EQ(heuristic.partial_rows, 1);
   EXPECT_EQ(heuristic.workspace_bytes, heuristic.splits * 1 * 32 * (128 + 1) * 4);
 
@@ -84,7 +94,7 @@ TEST(ForwardPlan, SplitsFollowTheSharedHeuristicAndSizeTheWorkspace) {
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).workspace_bytes, 0);
   p.num_splits = 3;
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).splits, 3);
-  p.seqlen_k = 50;  // two key tiles of 32: never more chunks than tiles
+  p.seqlen_k = 100;  // two key tiles of 64 (keys by warp): never more chunks than tiles
   EXPECT_EQ(plan_forward(p, kH100Multiprocessors).splits, 2);
 
   AttentionParams full = problem(8, 32, 32, 2048, 2048, 64, kData);  // many blocks: no split

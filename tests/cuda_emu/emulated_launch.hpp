@@ -19,10 +19,10 @@ inline dim3 dims(const cuda::GridDims& g) {
   return dim3(static_cast<unsigned>(g.x), static_cast<unsigned>(g.y), static_cast<unsigned>(g.z));
 }
 
-template <int kD, class Elem>
+template <int kD, bool kKeysByWarp, class Elem>
 void emulated_launch(const cuda::ForwardArgs& args) {
   emu::launch(dims(cuda::forward_grid(args.plan, args.p)), cuda::kThreads,
-              [&] { cuda::forward_kernel<kD, Elem>(args); });
+              [&] { cuda::forward_kernel<kD, kKeysByWarp, Elem>(args); });
   if (args.plan.splits > 1) {
     emu::launch(dims(cuda::merge_grid(args.p)), 32 * cuda::kMergeRows, [&] { cuda::merge_kernel<Elem>(args); });
   }
@@ -34,9 +34,9 @@ inline cuda::ForwardPlan emulated_forward(const AttentionParams& p) {
   cuda::ForwardArgs args{p, cuda::plan_forward(p, kH100Multiprocessors)};
   std::vector<float> workspace(static_cast<std::size_t>(args.plan.workspace_bytes / 4));
   if (args.plan.splits > 1) cuda::bind_partials(args, workspace.data());
-  cuda::with_tile(args.plan.tile, [&]<int kD>() {
-    if (p.dtype == DType::f16) return emulated_launch<kD, __half>(args);
-    emulated_launch<kD, __nv_bfloat16>(args);
+  cuda::with_kernel(args.plan, [&]<int kD, bool kKeysByWarp>() {
+    if (p.dtype == DType::f16) return emulated_launch<kD, kKeysByWarp, __half>(args);
+    emulated_launch<kD, kKeysByWarp, __nv_bfloat16>(args);
   });
   return args.plan;
 }
