@@ -162,6 +162,33 @@ __device__ __forceinline__ void rotate_q_tile(Elem* tile, const AttentionParams&
   }
 }
 
+// fn(mt, t, e, x) for every score x = s[mt][t][e] of a warp's S: row
+// tile mt, 8-key tile t, element e (row g + 8 (e / 2), key 2 c4 + e % 2).
+template <int kRowTiles, int kTilesN, class Fn>
+__device__ __forceinline__ void for_each_score(float (&s)[kRowTiles][kTilesN][4], Fn&& fn) {
+#pragma unroll
+  for (int mt = 0; mt < kRowTiles; ++mt) {
+#pragma unroll
+    for (int t = 0; t < kTilesN; ++t) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) fn(mt, t, e, s[mt][t][e]);
+    }
+  }
+}
+
+// acc[mt][n] += a[mt] b(0, 1) and acc[mt][n + 1] += a[mt] b(2, 3) for
+// every row tile mt: one ldmatrix_x4 of B (two 8-column fragments) feeds
+// all the warp's row tiles.
+template <class Elem, int kRowTiles, int kTiles>
+__device__ __forceinline__ void mma_row_tiles(float (&acc)[kRowTiles][kTiles][4], int n,
+                                              const std::uint32_t (&a)[kRowTiles][4], const std::uint32_t (&b)[4]) {
+#pragma unroll
+  for (int mt = 0; mt < kRowTiles; ++mt) {
+    mma_16816<Elem>(acc[mt][n], a[mt], b[0], b[1]);
+    mma_16816<Elem>(acc[mt][n + 1], a[mt], b[2], b[3]);
+  }
+}
+
 // Keys by warp: every warp holds the same 16 rows' softmax state (row_max,
 // its lane's part of row_sum, O) over its own keys. Warps 1.. leave theirs
 // in shared memory (the K and V stages, free once every warp is past the
@@ -344,50 +371,21 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         for (int j = 0; j < kTilesN / 2; ++j) {
           std::uint32_t bk[4];
           ldmatrix_x4(bk, sk + k_lane.at(16 * j, 2 * kk));
-#pragma unroll
-          for (int mt = 0; mt < kRowTiles; ++mt) {
-            mma_16816<Elem>(s[mt][2 * j], a[mt], bk[0], bk[1]);
-            mma_16816<Elem>(s[mt][2 * j + 1], a[mt], bk[2], bk[3]);
-          }
+          mma_row_tiles<Elem>(s, 2 * j, a, bk);
         }
       }
 
       // Score hooks and mask in the CPU backend's order, each a loop behind
       // one uniform branch; element e of a tile is row h = e / 2 of its row tile.
-      if (!raw_scores) {
-#pragma unroll
-        for (int mt = 0; mt < kRowTiles; ++mt) {
-#pragma unroll
-          for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[mt][t][e] *= p.softmax_scale;
-          }
-        }
-      }
-      if (p.softcap > 0.0f) {
-#pragma unroll
-        for (int mt = 0; mt < kRowTiles; ++mt) {
-#pragma unroll
-          for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) s[mt][t][e] = p.softcap * tanhf(s[mt][t][e] / p.softcap);
-          }
-        }
-      }
+      if (!raw_scores) for_each_score(s, [&](int, int, int, float& x) { x *= p.softmax_scale; });
+      if (p.softcap > 0.0f) for_each_score(s, [&](int, int, int, float& x) { x = p.softcap * tanhf(x / p.softcap); });
       if (p.alibi_slopes) {
-#pragma unroll
-        for (int mt = 0; mt < kRowTiles; ++mt) {
-#pragma unroll
-          for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              const int r = 2 * mt + e / 2;
-              const std::int64_t j = j0 + warp_key + 8 * t + 2 * c4 + e % 2;
-              const float slope = p.alibi_slopes[b * p.alibi_batch_stride + row_head(r)];
-              s[mt][t][e] -= slope * fabsf(static_cast<float>(row_i(r)) + alibi_offset - static_cast<float>(j));
-            }
-          }
-        }
+        for_each_score(s, [&](int mt, int t, int e, float& x) {
+          const int r = 2 * mt + e / 2;
+          const std::int64_t j = j0 + warp_key + 8 * t + 2 * c4 + e % 2;
+          const float slope = p.alibi_slopes[b * p.alibi_batch_stride + row_head(r)];
+          x -= slope * fabsf(static_cast<float>(row_i(r)) + alibi_offset - static_cast<float>(j));
+        });
       }
       if (!core::tile_fully_kept(p.mask, i_first, i_end, j0, j0 + kBlockN, sq_len, sk_len) || j0 + kBlockN > sk_len) {
 #pragma unroll
@@ -443,16 +441,9 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
             dropped[r] |= ((drop.dropped_bits(i, j >> 2) >> (j & 3)) & 3u) << (2 * t);
           }
         }
-#pragma unroll
-        for (int mt = 0; mt < kRowTiles; ++mt) {
-#pragma unroll
-          for (int t = 0; t < kTilesN; ++t) {
-#pragma unroll
-            for (int e = 0; e < 4; ++e) {
-              if ((dropped[2 * mt + e / 2] >> (2 * t + e % 2)) & 1u) s[mt][t][e] = 0.0f;
-            }
-          }
-        }
+        for_each_score(s, [&](int mt, int t, int e, float& x) {
+          if ((dropped[2 * mt + e / 2] >> (2 * t + e % 2)) & 1u) x = 0.0f;
+        });
       }
       // O rescaled only when a row's maximum moved (x 1 is exact): after the
       // first tiles, most tiles skip these kRowTiles x kD / 2 multiplies.
@@ -488,11 +479,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         for (int j = 0; j < kTilesD / 2; ++j) {
           std::uint32_t bv[4];
           ldmatrix_x4_trans(bv, sv + v_lane.at(16 * kk, 2 * j));
-#pragma unroll
-          for (int mt = 0; mt < kRowTiles; ++mt) {
-            mma_16816<Elem>(o[mt][2 * j], a[mt], bv[0], bv[1]);
-            mma_16816<Elem>(o[mt][2 * j + 1], a[mt], bv[2], bv[3]);
-          }
+          mma_row_tiles<Elem>(o, 2 * j, a, bv);
         }
       }
     }
