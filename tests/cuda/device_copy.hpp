@@ -26,6 +26,8 @@ class DeviceCopy {
     v.device = {DeviceType::cuda, 0};
     return v;
   }
+  void* data() const { return data_; }
+  std::size_t bytes() const { return host_.bytes().size(); }
   // Copies the device storage back over the host tensor's.
   void copy_back() const {
     FLASHATTN_CUDA_CHECK(cudaMemcpy(host_.data<unsigned char>(), data_, host_.bytes().size(), cudaMemcpyDeviceToHost));

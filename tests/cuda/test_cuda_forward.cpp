@@ -30,6 +30,7 @@ struct Case {
   bool strided = false;
   float dropout_p = 0.0f;  // the reference draws the CPU's Philox mask: a match means the same mask
   bool workspace = false;  // pass the workspace the call asks for: split-KV where the heuristic splits
+  bool graph = false;      // capture the call into a CUDA graph and replay it (twice, out poisoned between)
 };
 
 std::string describe(const Case& c) {
@@ -38,7 +39,7 @@ std::string describe(const Case& c) {
          (c.causal ? " causal" : "") + " window(" + std::to_string(c.window.left) + "," +
          std::to_string(c.window.right) + ")" + (c.softcap > 0 ? " softcap" : "") +
          (c.alibi != Alibi::none ? " alibi" : "") + (c.strided ? " strided" : "") +
-         (c.dropout_p > 0 ? " dropout" : "") + (c.workspace ? " workspace" : "");
+         (c.dropout_p > 0 ? " dropout" : "") + (c.workspace ? " workspace" : "") + (c.graph ? " graph" : "");
 }
 
 void run_case(const Case& c, std::uint64_t salt) {
@@ -75,8 +76,27 @@ void run_case(const Case& c, std::uint64_t salt) {
     FLASHATTN_CUDA_CHECK(cudaMalloc(&workspace, options.workspace_bytes));
     options.workspace = workspace;
   }
-  flash_attn(q.view(), k.view(), v.view(), outputs, options);
-  FLASHATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  if (c.graph) {
+    // Global mode, the strictest (torch's default): the call must not
+    // synchronise, allocate or read device memory on the host.
+    cudaGraph_t graph;
+    cudaGraphExec_t replay;
+    FLASHATTN_CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeGlobal));
+    flash_attn(q.view(), k.view(), v.view(), outputs, options);
+    FLASHATTN_CUDA_CHECK(cudaStreamEndCapture(stream, &graph));
+    FLASHATTN_CUDA_CHECK(cudaGraphInstantiate(&replay, graph, 0));
+    FLASHATTN_CUDA_CHECK(cudaGraphLaunch(replay, stream));
+    // The second replay must write every output again.
+    FLASHATTN_CUDA_CHECK(cudaMemsetAsync(out.data(), 0xFF, out.bytes(), stream));
+    FLASHATTN_CUDA_CHECK(cudaMemsetAsync(lse.data(), 0xFF, lse.bytes(), stream));
+    FLASHATTN_CUDA_CHECK(cudaGraphLaunch(replay, stream));
+    FLASHATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+    FLASHATTN_CUDA_CHECK(cudaGraphExecDestroy(replay));
+    FLASHATTN_CUDA_CHECK(cudaGraphDestroy(graph));
+  } else {
+    flash_attn(q.view(), k.view(), v.view(), outputs, options);
+    FLASHATTN_CUDA_CHECK(cudaStreamSynchronize(stream));
+  }
   cudaFree(workspace);
   FLASHATTN_CUDA_CHECK(cudaStreamDestroy(stream));
   out.copy_back();
@@ -185,6 +205,31 @@ TEST(CudaForward, SplitKvWithTheWorkspace) {
                ++salt);
     }
   }
+}
+
+// The call captured into a CUDA graph (issue 6: no sync, no allocation, no
+// host read of device memory) and replayed: a prefill, and a decode whose
+// split-KV merge runs in the graph too.
+TEST(CudaForward, ReplaysFromACudaGraph) {
+  run_case({.dtype = DType::bf16,
+            .head_dim = 128,
+            .seqlen_q = 300,
+            .seqlen_k = 500,
+            .heads = 4,
+            .heads_kv = 2,
+            .causal = true,
+            .graph = true},
+           5001);
+  run_case({.dtype = DType::bf16,
+            .head_dim = 128,
+            .seqlen_q = 1,
+            .seqlen_k = 20000,
+            .heads = 8,
+            .heads_kv = 2,
+            .causal = true,
+            .workspace = true,
+            .graph = true},
+           5002);
 }
 
 // Head dims off the 16-byte grid and unaligned rows: element loads and stores.
