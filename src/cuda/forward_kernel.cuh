@@ -14,10 +14,10 @@
 //   memory), V by ldmatrix.trans.
 // Loads are cp.async when rows are 16-byte aligned (element loads
 // otherwise), in two stages: K and V of the next tile are in flight while
-// the whole tile is computed, behind one barrier per tile. Shared tiles are rows of kD elements in 16-byte
-// chunks, chunk c of row r stored at chunk c ^ (r mod G) within its group
-// of G = min(8, kD / 8) chunks, so the 8 rows an ldmatrix reads fall in
-// different banks. Rows and keys past a sequence's end, and columns past
+// the whole tile is computed, behind one barrier per tile. Shared tiles are
+// rows of kD elements in 16-byte chunks, chunk c of row r stored at chunk
+// c ^ (r mod G) within its group of G = min(8, kD / 8) chunks, so the 8
+// rows an ldmatrix reads fall in different banks. Rows and keys past a sequence's end, and columns past
 // the head dim, are zero in shared memory and never stored.
 // Split-KV (plan.splits > 1): block x covers key chunk x / m_blocks and
 // writes fp32 partials (out / l, lse) that merge_kernel.cuh combines.
@@ -189,6 +189,11 @@ __device__ __forceinline__ void mma_row_tiles(float (&acc)[kRowTiles][kTiles][4]
   }
 }
 
+// The exponent offset of a row whose running maximum is m, in log2 units u:
+// exp(x - m) = 2^(x u - exponent_ref(m, u)). A row with nothing kept yet
+// (m = -inf) takes 0, so its weights are exp(-inf) = 0, never NaN.
+__device__ __forceinline__ float exponent_ref(float m, float u) { return m == -INFINITY ? 0.0f : m * u; }
+
 // Keys by warp: every warp holds the same 16 rows' softmax state (row_max,
 // its lane's part of row_sum, O) over its own keys. Warps 1.. leave theirs
 // in shared memory (the K and V stages, free once every warp is past the
@@ -218,11 +223,11 @@ __device__ __forceinline__ bool merge_warps(float* smem, float (&o)[kTilesD][4],
     const float* theirs = smem + (w * kSlots) * 32 + lane;
     m[0] = fmaxf(m[0], theirs[0]), m[1] = fmaxf(m[1], theirs[32]);
   }
+  const float ref[2] = {exponent_ref(m[0], log2_units), exponent_ref(m[1], log2_units)};
   float mine_weight[2];
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
-    const float ref = m[r] == -INFINITY ? 0.0f : m[r] * log2_units;
-    mine_weight[r] = exp2_approx(row_max[r] * log2_units - ref);
+    mine_weight[r] = exp2_approx(row_max[r] * log2_units - ref[r]);
     row_sum[r] *= mine_weight[r];
   }
 #pragma unroll
@@ -235,8 +240,7 @@ __device__ __forceinline__ bool merge_warps(float* smem, float (&o)[kTilesD][4],
     float weight[2];
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      const float ref = m[r] == -INFINITY ? 0.0f : m[r] * log2_units;
-      weight[r] = exp2_approx(theirs[32 * r] * log2_units - ref);
+      weight[r] = exp2_approx(theirs[32 * r] * log2_units - ref[r]);
       row_sum[r] += weight[r] * theirs[64 + 32 * r];
     }
 #pragma unroll
@@ -415,7 +419,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(const __grid_constant
         for (int t = 0; t < kTilesN; ++t) mx = fmaxf(mx, fmaxf(sr[t][h], sr[t][h + 1]));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-        const float ref = mx == -INFINITY ? 0.0f : mx * log2_units;  // nothing kept yet: exp(-inf) = 0
+        const float ref = exponent_ref(mx, log2_units);
         scale_o[r] = exp2_approx(row_max[r] * log2_units - ref);
         row_max[r] = mx;
         float sum = 0.0f;
