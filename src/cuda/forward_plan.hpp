@@ -83,7 +83,7 @@ struct ForwardPlan {
   int tile = 0;               // head-dim tile of max(head_dim, head_dim_v)
   bool keys_by_warp = false;  // the kernel's keys-by-warp form (tile_shape)
   int block_n = 0;            // keys per key tile
-  int block_m = 0;            // rows per thread block (block_rows)
+  int block_m = 0;            // rows per thread block (tile_shape)
   // Rows of a block are (query row i, query head h) pairs: row R of head
   // slot s is i = R / pack, h = s * pack + R % pack. pack = 1: one head per
   // block (grid.y = heads_q). pack = group (query heads per kv head): the
