@@ -47,8 +47,7 @@ inline const void* element_at(const void* base, DType dtype, std::int64_t offset
 // many. Shared by the forward and the backward.
 inline std::int64_t lane_blocks_of(const WorkItem& w, LaneBlock* blocks) {
   if (w.decode) {  // one block per kv head
-    for (std::int64_t n = 0; n < w.kv_heads; ++n)
-      blocks[n] = LaneBlock{n * kW, 1, w.row_begin, w.row_begin + w.rows};
+    for (std::int64_t n = 0; n < w.kv_heads; ++n) blocks[n] = LaneBlock{n * kW, 1, w.row_begin, w.row_begin + w.rows};
     return w.kv_heads;
   }
   const std::int64_t vectors = (w.lanes() + kW - 1) / kW;
@@ -141,6 +140,42 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
   std::memset(ws.ot, 0, round_up(w.lane_slots(), kW) * d.dv_pad * sizeof(float));
 }
 
+// Packing a lane-major tile reads its n K rows, then its n V rows, once.
+// When they come from DRAM (a decode-like item: many query lanes, too many
+// for the decode layout, over a long cache) the packing loops' demand loads
+// wait on one row after another. PackRequests asks for row r + lead as row
+// r is read, over the K rows and on into the V rows, kPackLeadBytes ahead.
+// bf16 decoding at sq 8 (GQA 4) and MQA ran 1.4-1.6x faster with them, f32
+// and the prefill rows as before; 4 KiB beat 2, 8 and 16 (BENCHMARKS.md,
+// session 26).
+inline constexpr std::int64_t kPackLeadBytes = 4 * 1024;
+
+class PackRequests {
+ public:
+  PackRequests(const AttentionParams& p, const std::int64_t* k_at, const std::int64_t* v_at, std::int64_t n)
+      : p_(p), k_at_(k_at), v_at_(v_at), n_(n), element_bytes_(dtype_size(p.dtype)) {
+    lead_ = std::max<std::int64_t>(1, kPackLeadBytes / (std::max(p.head_dim, p.head_dim_v) * element_bytes_));
+    for (std::int64_t r = 0; r < std::min(lead_, 2 * n); ++r) request(r);
+  }
+  // Row r of the sequence (K rows [0, n), then V rows [n, 2n)) is about to be read.
+  void reading(std::int64_t r) const {
+    if (r + lead_ < 2 * n_) request(r + lead_);
+  }
+
+ private:
+  void request(std::int64_t r) const {
+    if (r < n_) return prefetch_row(row(p_.k, k_at_[r]), p_.head_dim * element_bytes_);
+    prefetch_row(row(p_.v, v_at_[r - n_]), p_.head_dim_v * element_bytes_);
+  }
+  const char* row(const void* base, std::int64_t at) const {
+    return static_cast<const char*>(base) + at * element_bytes_;
+  }
+
+  const AttentionParams& p_;
+  const std::int64_t *k_at_, *v_at_;
+  std::int64_t n_, element_bytes_, lead_;
+};
+
 // Keys [key_begin, key_begin + n) of the item's kv head made ready for the
 // products: their row offsets in k and v, and (lane-major) K and V packed
 // for the micro-kernel, key rows up to n_pad zero. Decode: also the offsets
@@ -156,10 +191,16 @@ inline void prepare_tile(const WorkItem& w, const ForwardDims& d, std::int64_t k
     ws.next_n = next_n;
     return;
   }
-  for (std::int64_t j = 0; j < n; ++j)
+  const PackRequests requests(p, ws.k_at, ws.v_at, n);
+  for (std::int64_t j = 0; j < n; ++j) {
+    requests.reading(j);
     Math::load_row(element_at(p.k, p.dtype, ws.k_at[j]), p.dtype, p.head_dim, d.d_pad, ws.kp + j * d.d_pad);
+  }
   std::memset(ws.kp + n * d.d_pad, 0, (n_pad - n) * d.d_pad * sizeof(typename Math::Elem));
-  auto value_row = [&](std::int64_t j) { return element_at(p.v, p.dtype, ws.v_at[j]); };
+  auto value_row = [&](std::int64_t j) {
+    requests.reading(n + j);
+    return element_at(p.v, p.dtype, ws.v_at[j]);
+  };
   Math::pack_values(value_row, p.dtype, n, n_pad, p.head_dim_v, d.dv_pad, ws.vp);
 }
 
