@@ -34,8 +34,6 @@ struct WorkItem {
   bool decode = false;
   std::int64_t kv_heads = 1;
   std::int64_t lanes() const { return rows * group; }  // per kv head
-  // Lane slots of the item: lanes() per kv head, or kW per kv head (decode).
-  std::int64_t lane_slots() const { return decode ? kv_heads * kW : lanes(); }
 };
 
 inline const void* element_at(const void* base, DType dtype, std::int64_t offset) {
@@ -137,7 +135,9 @@ inline void start_item(const WorkItem& w, const ForwardDims& d, const LaneBlock*
         std::memcpy(qt + (s * width + k) * Math::kPack, ws.row + s * Math::kPack, Math::kPack * sizeof(*ws.row));
     }
   }
-  std::memset(ws.ot, 0, round_up(w.lane_slots(), kW) * d.dv_pad * sizeof(float));
+  // O^T's lane slots; decode: O's rows, decode_lanes per kv head (decode_row).
+  const std::int64_t o_rows = d.decode ? w.kv_heads * decode_lanes(w) : round_up(w.lanes(), kW);
+  std::memset(ws.ot, 0, o_rows * d.dv_pad * sizeof(float));
 }
 
 // Packing a lane-major tile reads its n K rows, then its n V rows, once.
@@ -676,7 +676,8 @@ inline ForwardDims forward_dims(const AttentionParams& p, const TileShape& tiles
   ForwardDims d = ForwardDims::of<Math>(p, tiles);
   d.decode = decode_layout(p, tiles, stats);
   if (d.decode) {
-    d.kv_heads = std::min<std::int64_t>(p.heads_kv, kDecodeKvHeads);
+    d.kv_heads = decode_kv_heads(p.heads_kv, tiles.rows * (p.heads_q / p.heads_kv),
+                                 std::max(p.head_dim, p.head_dim_v) * dtype_size(p.dtype));
     d.lanes_pad = d.kv_heads * kW;
   }
   return d;

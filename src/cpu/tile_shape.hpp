@@ -40,8 +40,23 @@ inline TileShape choose_tile_shape(std::int64_t head_dim, std::int64_t head_dim_
 
 // Decode layout: kv heads per work item. One item streams the cache rows
 // of several kv heads (contiguous in a (keys, kv heads, dim) cache) instead
-// of one head's rows at a stride; 8 keeps Q and O of an item (kW lanes per
-// head) within ~128 KiB at head_dim 256.
+// of one head's rows at a stride. At least kDecodeKvHeads; more while the
+// item's slice of a key row stays within kDecodeSliceBytes and its query
+// rows (lanes per kv head x heads) within kDecodeItemLanes, so Q, O and the
+// tile's sums take no more of the L1 than at 8 heads of GQA 4. With few
+// lanes per head that is a wider slice: MHA and GQA 2 at head dim 64-128
+// read DRAM 15-40% faster with 16-32 heads than with 8 (BENCHMARKS.md,
+// session 26), and 8 KiB slices (16 heads of 256 bf16) were no faster.
 inline constexpr std::int64_t kDecodeKvHeads = 8;
+inline constexpr std::int64_t kDecodeSliceBytes = 4096;
+inline constexpr std::int64_t kDecodeItemLanes = 32;
+
+// lanes: query lanes per kv head; row_bytes: one kv head's row of the
+// cache (the larger of K's and V's).
+inline std::int64_t decode_kv_heads(std::int64_t heads_kv, std::int64_t lanes, std::int64_t row_bytes) {
+  const std::int64_t wide = std::min(kDecodeSliceBytes / std::max<std::int64_t>(1, row_bytes),
+                                     kDecodeItemLanes / std::max<std::int64_t>(1, lanes));
+  return std::min(heads_kv, std::max(kDecodeKvHeads, wide));
+}
 
 }  // namespace flashattn::cpu

@@ -1,7 +1,9 @@
-// cpu::choose_tile_shape: a pure function of the problem (cpu/tile_shape.hpp).
+// cpu::choose_tile_shape and cpu::decode_kv_heads: pure functions of the problem (cpu/tile_shape.hpp).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
+#include <string>
 
 #include "cpu/tile_shape.hpp"
 
@@ -107,6 +109,30 @@ TEST(TileShape, EnoughWorkItemsWhenPossible) {
           EXPECT_TRUE(items >= 4 * threads || t.rows <= floor_rows || t.rows == sq)
               << "sq=" << sq << " g=" << g << " bh=" << bh << " threads=" << threads << " rows=" << t.rows;
         }
+}
+
+TEST(DecodeKvHeads, AtLeastEightWithinTheSliceAndLaneBudgets) {
+  using cpu::decode_kv_heads;
+  for (std::int64_t heads_kv : {1, 3, 8, 12, 16, 32, 64, 128})
+    for (std::int64_t lanes : {1, 2, 3, 4, 8, 16})
+      for (std::int64_t row_bytes : {2, 64, 128, 256, 512, 1024}) {
+        const std::int64_t h = decode_kv_heads(heads_kv, lanes, row_bytes);
+        const std::string at = std::to_string(heads_kv) + " " + std::to_string(lanes) + " " + std::to_string(row_bytes);
+        EXPECT_GE(h, 1) << at;
+        EXPECT_LE(h, heads_kv) << at;
+        EXPECT_EQ(h >= std::min<std::int64_t>(heads_kv, 8), true) << at;  // never fewer than before
+        if (h > 8) {                                                      // wider only within both budgets
+          EXPECT_LE(h * row_bytes, 4096) << at;
+          EXPECT_LE(h * lanes, 32) << at;
+        }
+      }
+  // The measured cases (BENCHMARKS.md session 26): bf16 rows of 128 and 64 elements.
+  EXPECT_EQ(decode_kv_heads(32, 1, 256), 16);  // MHA, head dim 128
+  EXPECT_EQ(decode_kv_heads(32, 1, 128), 32);  // MHA, head dim 64
+  EXPECT_EQ(decode_kv_heads(16, 2, 256), 16);  // GQA 2
+  EXPECT_EQ(decode_kv_heads(8, 4, 256), 8);    // GQA 4: as before
+  EXPECT_EQ(decode_kv_heads(16, 4, 256), 8);   // its query rows would pass 32
+  EXPECT_EQ(decode_kv_heads(32, 1, 512), 8);   // f32 head dim 128, bf16 256: 4 KiB at 8 heads
 }
 
 }  // namespace
