@@ -676,8 +676,10 @@ inline ForwardDims forward_dims(const AttentionParams& p, const TileShape& tiles
   ForwardDims d = ForwardDims::of<Math>(p, tiles);
   d.decode = decode_layout(p, tiles, stats);
   if (d.decode) {
-    d.kv_heads = decode_kv_heads(p.heads_kv, tiles.rows * (p.heads_q / p.heads_kv),
-                                 std::max(p.head_dim, p.head_dim_v) * dtype_size(p.dtype));
+    // Query rows per kv head as the decode layout keeps them (decode_lanes).
+    const auto rows =
+        static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(tiles.rows * (p.heads_q / p.heads_kv))));
+    d.kv_heads = decode_kv_heads(p.heads_kv, rows, std::max(p.head_dim, p.head_dim_v) * dtype_size(p.dtype));
     d.lanes_pad = d.kv_heads * kW;
   }
   return d;

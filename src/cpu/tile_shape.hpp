@@ -51,8 +51,9 @@ inline constexpr std::int64_t kDecodeKvHeads = 8;
 inline constexpr std::int64_t kDecodeSliceBytes = 4096;
 inline constexpr std::int64_t kDecodeItemLanes = 32;
 
-// lanes: query lanes per kv head; row_bytes: one kv head's row of the
-// cache (the larger of K's and V's).
+// lanes: query rows per kv head as the decode layout keeps them (the lanes
+// rounded up to a power of two); row_bytes: one kv head's row of the cache
+// (the larger of K's and V's).
 inline std::int64_t decode_kv_heads(std::int64_t heads_kv, std::int64_t lanes, std::int64_t row_bytes) {
   const std::int64_t wide = std::min(kDecodeSliceBytes / std::max<std::int64_t>(1, row_bytes),
                                      kDecodeItemLanes / std::max<std::int64_t>(1, lanes));

@@ -120,8 +120,8 @@ TEST(DecodeKvHeads, AtLeastEightWithinTheSliceAndLaneBudgets) {
         const std::string at = std::to_string(heads_kv) + " " + std::to_string(lanes) + " " + std::to_string(row_bytes);
         EXPECT_GE(h, 1) << at;
         EXPECT_LE(h, heads_kv) << at;
-        EXPECT_EQ(h >= std::min<std::int64_t>(heads_kv, 8), true) << at;  // never fewer than before
-        if (h > 8) {                                                      // wider only within both budgets
+        EXPECT_GE(h, std::min<std::int64_t>(heads_kv, 8)) << at;  // never fewer than before
+        if (h > 8) {                                              // wider only within both budgets
           EXPECT_LE(h * row_bytes, 4096) << at;
           EXPECT_LE(h * lanes, 32) << at;
         }

@@ -67,7 +67,7 @@ std::vector<CacheCase> grid() {
       {.name = "decode_layout_f32_sq3_window_softcap", .seqlen_q = 3, .heads = 4, .heads_kv = 2,
        .cache_lens = {190, 45}, .window = {37, 3}, .softcap = 4.0f},
       // Items wider than 8 kv heads (decode_kv_heads) with a last partial
-      // group: MHA at head dim 64 (32 + 8 heads), GQA 2 at 128 (16 + 4).
+      // group: MHA at head dim 64 (32 + 8 heads), GQA 2 at 32 (16 + 4).
       {.name = "decode_layout_bf16_mha40_wide_items", .dtype = DType::bf16, .seqlen_q = 1, .heads = 40,
        .heads_kv = 40, .head_dim = 64, .cache_lens = {700, 33}, .page_size = 16, .causal = true},
       {.name = "decode_layout_f16_gqa2_hk20_splits", .dtype = DType::f16, .seqlen_q = 1, .heads = 40, .heads_kv = 20,
