@@ -167,6 +167,15 @@ inline void with_decode_variant(DType dtype, std::int64_t lanes, F&& f) {
 constexpr int kDecodeChunks = 4;
 constexpr int kDecodeValueKeys = kW >= 16 ? 4 : kW >= 8 ? 2 : 1;
 
+// Keys per O update of the values pass for Lanes query lanes per kv head.
+// With 16 lanes (sq 4 at GQA 4) every lane's O row is loaded and stored
+// per update, and bf16's pairs leave the registers for 8 keys: sq 4 read
+// 13-15% faster with 8 than with 4. At 8 lanes it gained 1%, at 4 nothing
+// from DRAM (BENCHMARKS.md, sessions 24 and 26). The sums are the same
+// dpbf16 chain in key order either way.
+template <class Math, int Lanes>
+inline constexpr int kDecodeValueStep = !std::is_same_v<Math, F32Math> && Lanes >= 16 ? 8 : kDecodeValueKeys;
+
 // The decode products, in address order over all kv heads of the item
 // (head slot s: its query lanes q + s * q_head, its scores st + s * st_head,
 // its O o + s * o_head), a few keys at a time: the score pass takes
@@ -226,8 +235,13 @@ struct DecodeKernel {
       for (int l = 0; l < Lanes; ++l) std::memset(acc + s * o_head + l * o_row, 0, head_dim_v * sizeof(float));
     RequestCursor requests{request_lead(t, t.v_row_bytes)};
     std::int64_t j0 = 0;
-    for (; j0 + kDecodeValueKeys <= t.n; j0 += kDecodeValueKeys)
-      value_keys<T, Lanes, kDecodeValueKeys>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head, requests);
+    constexpr int kStep = kDecodeValueStep<Math, Lanes>;
+    for (; j0 + kStep <= t.n; j0 += kStep)
+      value_keys<T, Lanes, kStep>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head, requests);
+    if constexpr (kStep > kDecodeValueKeys) {
+      for (; j0 + kDecodeValueKeys <= t.n; j0 += kDecodeValueKeys)
+        value_keys<T, Lanes, kDecodeValueKeys>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head, requests);
+    }
     for (; j0 < t.n; ++j0) value_keys<T, Lanes, 1>(t, j0, p, p_head, head_dim_v, acc, o_row, o_head, requests);
     for (std::int64_t s = 0; s < t.heads; ++s) {
       for (int l = 0; l < Lanes; ++l) {
