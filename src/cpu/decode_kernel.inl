@@ -196,18 +196,23 @@ struct DecodePartials;
 template <class Math>
 struct DecodeValues;
 
+// Query lanes per transpose_sum of the score pass (see DecodeKernel::scores).
+inline constexpr int kSquareLanes = kW >= 16 ? 4 : kW >= 4 ? 2 : 1;
+
 template <class Math>
 struct DecodeKernel {
   // Scores of keys [0, n) for every head (keys past n in the last vector
   // repeat key n - 1; the caller masks them). head_dim: whole vectors.
-  // A head whose lanes fill a vector (one key per transpose_sum) is taken
-  // in two halves of its lanes, two keys each: every q load then feeds two
-  // products, not one. That read sq 4 at GQA 4 13% faster (BENCHMARKS.md,
-  // session 26); each score is the same sum either way.
+  // A head with more than kSquareLanes lanes is taken in parts of that many
+  // lanes, each over kW / kSquareLanes keys (4 x 4 on AVX-512, the GQA-4
+  // shape): per column step a part loads as many q as k vectors, where 16
+  // lanes x 1 key loaded 16 q per k. sq 4 at GQA 4 (16 lanes) ran 16-38%
+  // faster, GQA 8 1-2% (BENCHMARKS.md, session 26); each score is the same
+  // sum either way.
   template <DType T, int Lanes>
   static void scores(const DecodeTile& t, const typename Math::Elem* q, std::int64_t q_row, std::int64_t q_head,
                      std::int64_t head_dim, float scale, float* st, std::int64_t st_head) {
-    constexpr int kParts = Lanes == kW && kW >= 2 ? 2 : 1, kPartLanes = Lanes / kParts;
+    constexpr int kPartLanes = Lanes < kSquareLanes ? Lanes : kSquareLanes, kParts = Lanes / kPartLanes;
     constexpr int kKeys = kW / kPartLanes;  // keys per transpose_sum
     // Requests start at least a whole group ahead (Lanes 1: 16 keys), not
     // inside the group being read.
