@@ -197,7 +197,10 @@ template <class Math>
 struct DecodeValues;
 
 // Query lanes per transpose_sum of the score pass (see DecodeKernel::scores).
-inline constexpr int kSquareLanes = kW >= 16 ? 4 : kW >= 4 ? 2 : 1;
+// AVX-512 only: with AVX2's 8 lanes, parts of 2 lanes x 4 keys ran bf16 GQA 8
+// 4-6% slower (each part converts its k vectors again), so a head keeps all
+// its lanes there (BENCHMARKS.md, session 26).
+inline constexpr int kSquareLanes = kW >= 16 ? 4 : kW;
 
 template <class Math>
 struct DecodeKernel {
