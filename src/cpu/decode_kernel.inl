@@ -168,10 +168,11 @@ constexpr int kDecodeChunks = 4;
 constexpr int kDecodeValueKeys = kW >= 16 ? 4 : kW >= 8 ? 2 : 1;
 
 // Keys per O update of the values pass for Lanes query lanes per kv head.
-// With 16 lanes (sq 4 at GQA 4) every lane's O row is loaded and stored
-// per update, and bf16's pairs leave the registers for 8 keys: sq 4 read
-// 13-15% faster with 8 than with 4. At 8 lanes it gained 1%, at 4 nothing
-// from DRAM (BENCHMARKS.md, sessions 24 and 26). The sums are the same
+// Every update loads and stores each lane's O row; at 16 lanes (sq 4 at
+// GQA 4) the bf16 pass updates per 8 keys (their V pairs fill 16 of the
+// registers): sq 4 read 13-15% faster than with 4. At 8 lanes that gained
+// 1%, at 4 nothing from DRAM, and the fp32 pass (8 keys x 2 vectors) was
+// no faster (BENCHMARKS.md, sessions 24 and 26). The sums are the same
 // dpbf16 chain in key order either way.
 template <class Math, int Lanes>
 inline constexpr int kDecodeValueStep = !std::is_same_v<Math, F32Math> && Lanes >= 16 ? 8 : kDecodeValueKeys;
@@ -179,8 +180,9 @@ inline constexpr int kDecodeValueStep = !std::is_same_v<Math, F32Math> && Lanes 
 // The decode products, in address order over all kv heads of the item
 // (head slot s: its query lanes q + s * q_head, its scores st + s * st_head,
 // its O o + s * o_head), a few keys at a time: the score pass takes
-// kW / Lanes keys of one head (one vector of packed scores), the values
-// pass kDecodeValueKeys, before the next head. Rows are requested in
+// kW / Lanes keys of one head (one vector of packed scores; more keys, a
+// part of the lanes at a time, above kSquareLanes lanes), the values pass
+// kDecodeValueStep, before the next head. Rows are requested in
 // address order ahead of both; the loads then hit L1, and the partial sums
 // and O stay in registers across the group's keys instead of going to
 // memory per key. DecodePartials<Math> supplies the per-lane partial sums
