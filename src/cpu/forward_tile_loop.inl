@@ -93,9 +93,10 @@ inline bool set_lane(const WorkItem& w, std::int64_t lane, LaneWorkspace& ws) {
 
 // Decode layout: lanes per packed group (the item's lanes rounded up to a
 // power of two, as with_lanes picks its kernels), kW / L keys per vector.
-inline int decode_lanes(const WorkItem& w) {
-  return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(w.lanes())));
+inline int decode_lanes(std::int64_t lanes) {
+  return static_cast<int>(std::bit_ceil(static_cast<std::uint64_t>(lanes)));
 }
+inline int decode_lanes(const WorkItem& w) { return decode_lanes(w.lanes()); }
 
 // Decode layout: the row of Q and O of lane k of a kv head's block. Rows
 // are L (decode_lanes) per kv head, not kW: the item's Q, O and the tile's
@@ -676,10 +677,8 @@ inline ForwardDims forward_dims(const AttentionParams& p, const TileShape& tiles
   ForwardDims d = ForwardDims::of<Math>(p, tiles);
   d.decode = decode_layout(p, tiles, stats);
   if (d.decode) {
-    // Query rows per kv head as the decode layout keeps them (decode_lanes).
-    const auto rows =
-        static_cast<std::int64_t>(std::bit_ceil(static_cast<std::uint64_t>(tiles.rows * (p.heads_q / p.heads_kv))));
-    d.kv_heads = decode_kv_heads(p.heads_kv, rows, std::max(p.head_dim, p.head_dim_v) * dtype_size(p.dtype));
+    d.kv_heads = decode_kv_heads(p.heads_kv, decode_lanes(tiles.rows * (p.heads_q / p.heads_kv)),
+                                 std::max(p.head_dim, p.head_dim_v) * dtype_size(p.dtype));
     d.lanes_pad = d.kv_heads * kW;
   }
   return d;
