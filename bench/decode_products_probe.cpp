@@ -88,7 +88,7 @@ inline void scores_heads(const char* k, std::size_t j, int s, Lanes& w) {
   w.sink += _mm512_reduce_add_ps(acc[0]);
 }
 
-// sums[s][lane] += p V for keys j..j+1-Keys of head s, 4 columns of 16 at a time.
+// sums[s][lane] += p V for keys j..j+Keys-1 of head s, 4 columns of 16 at a time.
 template <int Keys>
 inline void values_keys(const char* v, std::size_t j, int s, Lanes& w) {
   for (int c0 = 0; c0 < kDim; c0 += 64) {

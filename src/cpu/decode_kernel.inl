@@ -312,7 +312,7 @@ struct DecodeValues<F32Math> {
   // Columns [c0, c0 + Chunks kW) of every lane (o: at column c0). A
   // function, not a lambda capturing keys' locals by reference, which GCC
   // re-read after every store: 7% fewer instructions per key and kv head
-  // at GQA 4 and 14% at GQA 8 on AVX-512 (f32 GQA 8 8% fewer cycles warm);
+  // at GQA 4 and 14% at GQA 8 on AVX-512 (f32 GQA 8 about 9% fewer cycles warm);
   // AVX2 runs 6% more instructions in the same cycles (BENCHMARKS.md,
   // session 27).
   template <DType T, int Lanes, int Keys, int Chunks>
