@@ -17,8 +17,9 @@
 // the whole tile is computed, behind one barrier per tile. Shared tiles are
 // rows of kD elements in 16-byte chunks, chunk c of row r stored at chunk
 // c ^ (r mod G) within its group of G = min(8, kD / 8) chunks, so the 8
-// rows an ldmatrix reads fall in different banks. Rows and keys past a sequence's end, and columns past
-// the head dim, are zero in shared memory and never stored.
+// rows an ldmatrix reads fall in different banks. Rows and keys past a
+// sequence's end, and columns past the head dim, are zero in shared memory
+// and never stored.
 // Split-KV (plan.splits > 1): block x covers key chunk x / m_blocks and
 // writes fp32 partials (out / l, lse) that merge_kernel.cuh combines.
 #pragma once
